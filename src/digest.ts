@@ -77,17 +77,27 @@ export class DigestingStream extends Transform {
   #hash: Hash;
   #algorithm: string;
   #digest?: Digest;
+  #limit?: { bytes: number; what: string };
   size = 0;
 
-  constructor(algorithm = 'sha256') {
+  /**
+   * With `limit`, the stream fails as soon as more than limit.bytes pass, so
+   * a server cannot make us store more than a descriptor announced.
+   */
+  constructor(options: { algorithm?: string; limit?: { bytes: number; what: string } } = {}) {
     super();
-    this.#algorithm = algorithm;
-    this.#hash = createHash(algorithm);
+    this.#algorithm = options.algorithm ?? 'sha256';
+    this.#hash = createHash(this.#algorithm);
+    this.#limit = options.limit;
   }
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
-    this.#hash.update(chunk);
     this.size += chunk.length;
+    if (this.#limit && this.size > this.#limit.bytes) {
+      done(new DigestMismatchError(`size of ${this.#limit.what}`, `${this.#limit.bytes} bytes`, `more than ${this.#limit.bytes} bytes`));
+      return;
+    }
+    this.#hash.update(chunk);
     done(null, chunk);
   }
 

@@ -52,14 +52,20 @@ export class RegistryError extends MinidockError {
     message: string,
     readonly status: number | undefined,
     readonly temporary: boolean,
-    options: MinidockErrorOptions & { errorCodes?: string[] } = {},
+    options: MinidockErrorOptions & { errorCodes?: string[]; method?: string; url?: string } = {},
   ) {
     super('ERR_REGISTRY', message, options);
     this.name = 'RegistryError';
     this.errorCodes = options.errorCodes ?? [];
+    this.method = options.method;
+    this.url = options.url;
   }
 
   readonly errorCodes: string[];
+  /** The request's method, when the error answers a request. */
+  readonly method?: string;
+  /** The request's URL with userinfo and secret query values redacted. */
+  readonly url?: string;
 }
 
 /** A layer entry that would write outside its layer directory. */
@@ -83,6 +89,22 @@ export class RuntimeSetupError extends MinidockError {
   constructor(message: string, readonly step?: string, options: MinidockErrorOptions = {}) {
     super('ERR_RUNTIME_SETUP', message, options);
     this.name = 'RuntimeSetupError';
+  }
+}
+
+/**
+ * The container's command could not be executed (Docker's 126 and 127):
+ * `exitCode` is 127 when the file does not exist, 126 otherwise.
+ */
+export class ContainerExecError extends MinidockError {
+  constructor(
+    message: string,
+    readonly exitCode: 126 | 127,
+    readonly errno?: number,
+    options: MinidockErrorOptions = {},
+  ) {
+    super('ERR_CONTAINER_EXEC', message, options);
+    this.name = 'ContainerExecError';
   }
 }
 

@@ -1,0 +1,65 @@
+/**
+ * What every command needs: the store root, the logger, minidock's config.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { MinidockError } from '../errors.js';
+import type { Logger } from '../log.js';
+import { Store } from '../store/index.js';
+import { stderrLogger } from './output.js';
+
+export interface GlobalOptions {
+  root?: string;
+  debug?: boolean;
+  verbose?: boolean;
+  config?: string;
+}
+
+/** minidock's own configuration file (/etc/minidock/config.json by default). */
+export interface MinidockConfig {
+  'insecure-registries'?: string[];
+}
+
+export interface Context {
+  logger: Logger;
+  config: MinidockConfig;
+  store(): Promise<Store>;
+}
+
+/** The checkout this file runs from, when it does (the repo root holds .git and store/README.md). */
+function checkoutStore(): string | undefined {
+  const repo = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+  const store = join(repo, 'store');
+  return existsSync(join(repo, '.git')) && existsSync(join(store, 'README.md')) ? store : undefined;
+}
+
+/** The store root: --root, else MINIDOCK_ROOT, else the checkout's store/, else /var/lib/minidock. */
+export function storeRoot(opts: GlobalOptions): string {
+  return opts.root ?? process.env.MINIDOCK_ROOT ?? checkoutStore() ?? '/var/lib/minidock';
+}
+
+function readConfig(path: string | undefined): MinidockConfig {
+  const file = path ?? process.env.MINIDOCK_CONFIG ?? '/etc/minidock/config.json';
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT' && path === undefined) return {};
+    throw new MinidockError('ERR_CONFIG', `read config ${JSON.stringify(file)}: ${(err as Error).message}`);
+  }
+  try {
+    return JSON.parse(text) as MinidockConfig;
+  } catch (err) {
+    throw new MinidockError('ERR_CONFIG', `parse config ${JSON.stringify(file)}: ${(err as Error).message}`);
+  }
+}
+
+export function makeContext(opts: GlobalOptions): Context {
+  let store: Promise<Store> | undefined;
+  return {
+    logger: stderrLogger(opts.debug ? 'debug' : opts.verbose ? 'info' : 'warn'),
+    config: readConfig(opts.config),
+    store: () => (store ??= Store.open(storeRoot(opts))),
+  };
+}

@@ -1,0 +1,149 @@
+/**
+ * The minidock command line. Results go to stdout; every diagnostic goes to
+ * stderr as one line "minidock: <message>" (plus "hint: …"), and minidock's
+ * own failures exit 125, as Docker's do.
+ */
+import { Command, CommanderError, Option } from 'commander';
+import { MinidockError } from '../errors.js';
+import { makeContext, type Context, type GlobalOptions } from './context.js';
+
+const collect = (value: string, previous: string[]) => [...previous, value];
+
+/** Exit statuses of minidock's own failures (Docker's conventions). */
+export const exitStatus = { ownError: 125, notExecutable: 126, notFound: 127 } as const;
+
+function buildProgram(exit: (code: number) => void): Command {
+  const program = new Command('minidock');
+  let ctx: Context | undefined;
+  const context = () => (ctx ??= makeContext(program.opts<GlobalOptions>()));
+
+  program
+    .description('pull OCI/Docker images, run them in namespaces under cgroup limits, inspect them')
+    .version(process.env.npm_package_version ?? '0.1.0', '--version')
+    .option('--root <dir>', 'store root (default: MINIDOCK_ROOT, the checkout\'s store/, or /var/lib/minidock)')
+    .option('--config <file>', 'configuration file (default: /etc/minidock/config.json)')
+    .option('-v, --verbose', 'log each step')
+    .option('-D, --debug', 'log HTTP requests and other detail; show stack traces')
+    .enablePositionalOptions()
+    .showHelpAfterError(false)
+    .exitOverride()
+    .configureOutput({
+      writeErr: (s) => process.stderr.write(s),
+      outputError: (s, write) => write(`minidock: ${s.replace(/^error: /, '')}`),
+    });
+
+  program
+    .command('pull')
+    .description('download an image from a registry')
+    .argument('<image>', 'image reference, e.g. busybox or 127.0.0.1:5000/library/debian:bookworm')
+    .option('-q, --quiet', 'print no progress')
+    .option('--platform <os/arch[/variant]>', 'platform to pick from a multi-platform image')
+    .action(async (image: string, flags) => {
+      const { pullCommand } = await import('./commands/pull.js');
+      await pullCommand(context(), image, flags);
+    });
+
+  program
+    .command('run')
+    .description('run a command in a new container')
+    .argument('<image>', 'image reference or id')
+    .argument('[command...]', 'command and arguments (default: the image\'s entrypoint and cmd)')
+    .passThroughOptions()
+    .option('--rm', 'remove the container when it exits')
+    .option('-i, --interactive', 'keep stdin open')
+    .option('-t, --tty', 'allocate a pseudo-terminal')
+    .option('--name <name>', 'name the container')
+    .option('-h, --hostname <name>', 'container host name (default: its short id)')
+    .option('-e, --env <KEY[=VALUE]>', 'set an environment variable (repeatable)', collect, [])
+    .option('--env-file <file>', 'read environment variables from a file (repeatable)', collect, [])
+    .option('-w, --workdir <dir>', 'working directory inside the container')
+    .option('-u, --user <user[:group]>', 'user name or uid, optionally with group or gid')
+    .option('--entrypoint <cmd>', 'override the image\'s entrypoint ("" for none)')
+    .option('-m, --memory <bytes>', 'memory limit, e.g. 256m or 1g')
+    .option('--cpus <n>', 'number of CPUs, e.g. 0.5')
+    .option('--pids-limit <n>', 'maximum number of processes (-1 for no limit)')
+    .addOption(new Option('--pull <policy>', 'pull the image: missing, always or never').default('missing'))
+    .option('--platform <os/arch[/variant]>', 'platform to pull when the image is missing')
+    .option('-q, --quiet', 'print no pull progress')
+    .action(async (image: string, args: string[], flags) => {
+      const { runCommand } = await import('./commands/run.js');
+      exit(await runCommand(context(), image, args, flags));
+    });
+
+  program
+    .command('images')
+    .description('list images in the store')
+    .option('-q, --quiet', 'print only image ids')
+    .option('--no-trunc', 'do not shorten ids')
+    .action(async (flags) => {
+      const { imagesCommand } = await import('./commands/images.js');
+      await imagesCommand(context(), { quiet: flags.quiet, noTrunc: flags.trunc === false });
+    });
+
+  program
+    .command('rmi')
+    .description('remove images, and the layers no other image uses')
+    .argument('<image...>')
+    .option('-f, --force', 'remove even when containers use the image')
+    .action(async (images: string[], flags) => {
+      const { rmiCommand } = await import('./commands/images.js');
+      exit(await rmiCommand(context(), images, flags));
+    });
+
+  program
+    .command('ps')
+    .description('list containers')
+    .option('-a, --all', 'show all containers, not only running ones')
+    .option('-q, --quiet', 'print only container ids')
+    .option('--no-trunc', 'do not shorten ids and commands')
+    .action(async (flags) => {
+      const { psCommand } = await import('./commands/containers.js');
+      await psCommand(context(), { all: flags.all, quiet: flags.quiet, noTrunc: flags.trunc === false });
+    });
+
+  program
+    .command('rm')
+    .description('remove containers')
+    .argument('<container...>')
+    .option('-f, --force', 'kill and remove a running container')
+    .action(async (names: string[], flags) => {
+      const { rmCommand } = await import('./commands/containers.js');
+      exit(await rmCommand(context(), names, flags));
+    });
+
+  return program;
+}
+
+/** Reports err on stderr and returns the exit status for it. */
+function report(err: unknown, debug: boolean): number {
+  if (err instanceof MinidockError) {
+    process.stderr.write(`minidock: ${err.message}\n`);
+    if (err.hint) process.stderr.write(`hint: ${err.hint}\n`);
+    if (debug && err.stack) process.stderr.write(`${err.stack}\n`);
+    const code = (err as { exitCode?: number }).exitCode;
+    return typeof code === 'number' ? code : exitStatus.ownError;
+  }
+  process.stderr.write(`minidock: [internal error] ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  return exitStatus.ownError;
+}
+
+/** Runs the CLI with argv (process.argv shape) and exits with the right status. */
+export async function main(argv: string[]): Promise<void> {
+  let status: number | undefined;
+  const program = buildProgram((code) => {
+    status = code;
+  });
+  try {
+    await program.parseAsync(argv);
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      const ok = err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help';
+      status = ok ? 0 : exitStatus.ownError;
+    } else {
+      status = report(err, argv.includes('--debug') || argv.includes('-D'));
+    }
+  }
+  // Exit now: a pooled connection or a timer must not keep a finished
+  // command alive. stdout and stderr writes are synchronous on Linux.
+  process.exit(status ?? 0);
+}

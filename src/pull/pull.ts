@@ -1,0 +1,295 @@
+/**
+ * Pull: resolve a reference, then fetch the config and every layer,
+ * verifying each blob while it streams and unpacking it in the same pass.
+ *
+ * Each layer is downloaded once and read once: the network body is hashed
+ * (digest), written to a temp blob file and, in the same stream, decompressed,
+ * hashed again (diffID) and applied into a temp layer directory. Only when
+ * both hashes match the manifest and the config does either reach its final
+ * name. Layers run concurrently, each in its own directory.
+ */
+import { createReadStream, createWriteStream } from 'node:fs';
+import { mkdir, rm, unlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import { PassThrough, type Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { DigestingStream, hexOf, type Digest, type DiffID } from '../digest.js';
+import { MinidockError, NotImplementedError } from '../errors.js';
+import {
+  formatPlatform,
+  hostPlatform,
+  layerCompression,
+  parseImageConfig,
+  type Descriptor,
+  type ImageConfig,
+  type Platform,
+} from '../image/index.js';
+import { silentLogger, type Logger } from '../log.js';
+import { formatReference, type Reference } from '../reference.js';
+import { RegistryClient, type RegistryClientOptions } from '../registry/index.js';
+import {
+  blobPath,
+  commitBlobFile,
+  commitLayer,
+  hasLayer,
+  metadataLock,
+  readRepositories,
+  readImageRecord,
+  statBlob,
+  withLock,
+  writeBlobBytes,
+  writeImageRecord,
+  writeRepositories,
+  type ImageRecord,
+  type Store,
+} from '../store/index.js';
+import { applyLayer, decompressor } from '../unpack/index.js';
+import type { ProgressSink } from './progress.js';
+
+export interface PullOptions {
+  platform?: Platform;
+  logger?: Logger;
+  progress?: ProgressSink;
+  signal?: AbortSignal;
+  registry?: RegistryClientOptions;
+  /** Layers fetched at once. */
+  concurrency?: number;
+}
+
+export interface PullResult {
+  record: ImageRecord;
+  /** The digest the reference resolved to: the index's when there was one, else the manifest's. */
+  digest: Digest;
+  /** True when every blob and layer was already in the store. */
+  upToDate: boolean;
+}
+
+/**
+ * Pulls ref into the store and tags it. Idempotent: blobs and layers already
+ * present are not fetched again. Throws MinidockError subclasses; on failure
+ * nothing partial is left under a final name.
+ */
+export async function pullImage(store: Store, ref: Reference, options: PullOptions = {}): Promise<PullResult> {
+  const logger = options.logger ?? silentLogger;
+  const platform = options.platform ?? hostPlatform();
+  const client = new RegistryClient({ logger, ...options.registry });
+  try {
+    const resolved = await client.resolve(ref, platform, { signal: options.signal });
+    logger.info(`resolved ${formatReference(ref)} to ${resolved.indexDigest ?? resolved.manifestDigest}`);
+    const { manifest } = resolved;
+
+    // Refuse what cannot be unpacked before downloading anything.
+    for (const layer of manifest.layers) {
+      const compression = layerCompression(layer.mediaType);
+      if (compression === undefined) throw new NotImplementedError(`layer media type ${JSON.stringify(layer.mediaType)}`);
+      decompressor(compression).destroy();
+    }
+
+    await writeBlobBytes(store, resolved.manifestDigest, resolved.rawManifest, 'manifest');
+    if (resolved.indexDigest && resolved.rawIndex) {
+      await writeBlobBytes(store, resolved.indexDigest, resolved.rawIndex, 'index');
+    }
+
+    const config = await fetchConfig(store, client, ref, manifest.config, options);
+    const diffIDs = config.rootfs.diff_ids;
+    if (diffIDs.length !== manifest.layers.length) {
+      throw new MinidockError(
+        'ERR_BAD_IMAGE',
+        `pull ${formatReference(ref)}: manifest has ${manifest.layers.length} layers but config lists ${diffIDs.length} diff_ids`,
+      );
+    }
+    if (config.os !== platform.os || config.architecture !== platform.architecture) {
+      logger.warn(
+        `image platform ${formatPlatform(config)} does not match the requested ${formatPlatform(platform)}`,
+      );
+    }
+
+    let fetched = 0;
+    const jobs = manifest.layers.map((layer, i) => async () => {
+      if (await ensureLayer(store, client, ref, layer, diffIDs[i]!, options)) fetched++;
+    });
+    await runLimited(jobs, options.concurrency ?? 4);
+
+    const id = manifest.config.digest;
+    const digest = resolved.indexDigest ?? resolved.manifestDigest;
+    const record = await withLock(store, metadataLock, async () => {
+      // A concurrent rmi may have removed a shared layer after we found it.
+      for (const d of diffIDs) {
+        if (!(await hasLayer(store, d))) {
+          throw new MinidockError('ERR_CONFLICT', `pull ${formatReference(ref)}: layer ${d} was removed while pulling`, {
+            hint: 'run the pull again',
+          });
+        }
+      }
+      const old = await readImageRecord(store, id);
+      const repoDigest = `${ref.registry}/${ref.repository}@${digest}`;
+      const rec: ImageRecord = {
+        id,
+        manifestDigest: resolved.manifestDigest,
+        manifestMediaType: resolved.mediaType,
+        indexDigest: resolved.indexDigest,
+        config: manifest.config,
+        layers: manifest.layers,
+        diffIDs,
+        platform: { os: config.os, architecture: config.architecture, ...(config.variant ? { variant: config.variant } : {}) },
+        repoDigests: [...new Set([...(old?.repoDigests ?? []), repoDigest])],
+        created: config.created,
+        pulled: new Date().toISOString(),
+      };
+      await writeImageRecord(store, rec);
+      if (ref.tag !== undefined) {
+        const repos = await readRepositories(store);
+        repos[`${ref.registry}/${ref.repository}:${ref.tag}`] = id;
+        await writeRepositories(store, repos);
+      }
+      return rec;
+    });
+    return { record, digest, upToDate: fetched === 0 };
+  } finally {
+    await client.close();
+  }
+}
+
+async function fetchConfig(
+  store: Store,
+  client: RegistryClient,
+  ref: Reference,
+  d: Descriptor,
+  options: PullOptions,
+): Promise<ImageConfig> {
+  const { readFile } = await import('node:fs/promises');
+  if ((await statBlob(store, d.digest)) === d.size) {
+    return parseImageConfig(await readFile(blobPath(store, d.digest)));
+  }
+  const raw = await client.fetchSmallBlob(ref, d, { signal: options.signal });
+  const config = parseImageConfig(raw);
+  await writeBlobBytes(store, d.digest, raw, 'config');
+  return config;
+}
+
+/** Runs jobs with at most `limit` in flight; the first failure rejects (the rest finish first). */
+async function runLimited(jobs: (() => Promise<void>)[], limit: number): Promise<void> {
+  let next = 0;
+  let failure: unknown;
+  const worker = async () => {
+    while (next < jobs.length && failure === undefined) {
+      const job = jobs[next++]!;
+      try {
+        await job();
+      } catch (err) {
+        failure ??= err;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, jobs.length) }, worker));
+  if (failure !== undefined) throw failure;
+}
+
+/**
+ * Makes sure the layer's blob and unpacked directory are both in the store.
+ * Returns true when anything had to be fetched or unpacked.
+ */
+async function ensureLayer(
+  store: Store,
+  client: RegistryClient,
+  ref: Reference,
+  layer: Descriptor,
+  diffID: DiffID,
+  options: PullOptions,
+): Promise<boolean> {
+  const progress = options.progress ?? (() => {});
+  const event = (phase: 'waiting' | 'downloading' | 'verifying' | 'complete' | 'exists', complete: number) =>
+    progress({ digest: layer.digest, phase, total: layer.size, complete });
+  event('waiting', 0);
+
+  return withLock(store, `layer-${hexOf(diffID)}`, async () => {
+    const haveBlob = (await statBlob(store, layer.digest)) === layer.size;
+    const haveLayer = await hasLayer(store, diffID);
+    if (haveBlob && haveLayer) {
+      event('exists', layer.size);
+      return false;
+    }
+
+    const compression = layerCompression(layer.mediaType)!;
+    const tmpBlob = store.tmpPath(`blob-${hexOf(layer.digest).slice(0, 12)}`);
+    const tmpLayer = store.tmpPath(`layer-${hexOf(diffID).slice(0, 12)}`);
+    try {
+      let source: Readable;
+      if (haveBlob) {
+        source = createReadStream(blobPath(store, layer.digest));
+      } else {
+        source = (await client.openBlob(ref, layer, { signal: options.signal })).body;
+      }
+
+      const compressed = new DigestingStream({ limit: { bytes: layer.size, what: `layer ${layer.digest}` } });
+      let lastReport = 0;
+      compressed.on('data', () => {
+        const now = Date.now();
+        if (now - lastReport >= 100) {
+          lastReport = now;
+          event('downloading', compressed.size);
+        }
+      });
+
+      const legs: Promise<unknown>[] = [];
+      const streams: { destroy(err?: Error): void }[] = [source, compressed];
+      if (!haveBlob) {
+        const file = createWriteStream(tmpBlob, { mode: 0o644 });
+        legs.push(pipeline(compressed, file));
+      }
+      let uncompressed: DigestingStream | undefined;
+      let stats: { entries: number; bytes: number } | undefined;
+      if (!haveLayer) {
+        const diff = join(tmpLayer, 'diff');
+        await mkdir(diff, { recursive: true, mode: 0o755 });
+        const input = new PassThrough({ highWaterMark: 1 << 20 });
+        compressed.pipe(input);
+        uncompressed = new DigestingStream();
+        streams.push(input, uncompressed);
+        legs.push(pipeline(input, decompressor(compression), uncompressed));
+        legs.push(
+          applyLayer(uncompressed, diff, { logger: options.logger, signal: options.signal }).then((s) => {
+            stats = s;
+          }),
+        );
+      }
+      legs.unshift(pipeline(source, compressed));
+      await allOrDestroy(legs, streams);
+
+      event('verifying', compressed.size);
+      compressed.verify(`layer ${layer.digest}`, layer.digest, layer.size);
+      uncompressed?.verify(`diffID of layer ${layer.digest}`, diffID);
+
+      if (!haveBlob) await commitBlobFile(store, tmpBlob, layer.digest);
+      if (!haveLayer) {
+        await commitLayer(store, tmpLayer, {
+          diffID,
+          size: stats?.bytes ?? 0,
+          entries: stats?.entries ?? 0,
+          unpacked: new Date().toISOString(),
+        });
+      }
+      event('complete', layer.size);
+      return true;
+    } finally {
+      await unlink(tmpBlob).catch(() => {});
+      await rm(tmpLayer, { recursive: true, force: true }).catch(() => {});
+    }
+  });
+}
+
+/** Waits for every leg; on the first failure, destroys the shared streams so the others stop. */
+async function allOrDestroy(legs: Promise<unknown>[], streams: { destroy(err?: Error): void }[]): Promise<void> {
+  let first: unknown;
+  await Promise.all(
+    legs.map((p) =>
+      p.catch((err) => {
+        if (first === undefined) {
+          first = err;
+          for (const s of streams) s.destroy(err as Error);
+        }
+      }),
+    ),
+  );
+  if (first !== undefined) throw first;
+}

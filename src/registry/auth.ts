@@ -1,0 +1,172 @@
+/**
+ * Registry authentication: answering a 401's challenge with a bearer token
+ * from the token realm (Docker's token protocol) or with Basic credentials,
+ * and caching what was obtained per registry and scope.
+ *
+ * A token is only ever attached to requests to the registry it was issued
+ * for; the realm gets only the user's own credentials (if any), never the
+ * registry's Authorization header.
+ */
+import { MinidockError, RegistryError } from '../errors.js';
+import type { Logger } from '../log.js';
+import { parseChallenges, type Challenge } from './challenge.js';
+import { readCapped, redactUrl, responseError, type Transport } from './transport.js';
+
+/** A user name and password for a registry. */
+export interface Credentials {
+  username: string;
+  password: string;
+}
+
+/** Looks up the credentials for a registry host ("127.0.0.1:5000"), or undefined. */
+export type CredentialsLookup = (host: string) => Credentials | undefined;
+
+interface CachedToken {
+  value: string;
+  expiresAt: number;
+}
+
+// Tokens that name no lifetime are valid for 60 s (distribution's token spec).
+const defaultTokenSeconds = 60;
+
+export interface AuthenticatorOptions {
+  transport: Transport;
+  logger: Logger;
+  userAgent: string;
+  credentials?: CredentialsLookup;
+  /** True when plain http to host is allowed (loopback or configured insecure). */
+  allowsPlainHttp: (host: string) => boolean;
+}
+
+/**
+ * Holds the tokens and Basic credentials obtained for each registry. Not
+ * persistent: the cache lives as long as the RegistryClient that owns it.
+ */
+export class Authenticator {
+  readonly #o: AuthenticatorOptions;
+  readonly #tokens = new Map<string, CachedToken>();
+  readonly #basic = new Map<string, string>();
+
+  constructor(options: AuthenticatorOptions) {
+    this.#o = options;
+  }
+
+  /** Returns the Authorization value to send to registry for scope, if one is known. */
+  authorization(registry: string, scope: string): string | undefined {
+    const key = `${registry} ${scope}`;
+    const t = this.#tokens.get(key);
+    if (t !== undefined) {
+      if (Date.now() < t.expiresAt) return `Bearer ${t.value}`;
+      this.#tokens.delete(key);
+    }
+    return this.#basic.get(registry);
+  }
+
+  /**
+   * Answers the challenge of a 401 from registry (whose request URL was url)
+   * by obtaining a token or picking Basic credentials. Returns true when the
+   * request is worth retrying with authorization(registry, scope), false when
+   * there is nothing to answer with (no challenge we support, or Basic
+   * without credentials).
+   */
+  async answer(registry: string, scope: string, url: URL, res: { headers: Record<string, unknown> }, signal?: AbortSignal): Promise<boolean> {
+    const header = res.headers['www-authenticate'];
+    const values = Array.isArray(header) ? header : header === undefined ? [] : [String(header)];
+    const challenges: Challenge[] = [];
+    for (const v of values) {
+      try {
+        challenges.push(...parseChallenges(v));
+      } catch (err) {
+        throw new RegistryError(`GET ${redactUrl(url)}: 401 Unauthorized: ${(err as Error).message}`, 401, false, {
+          cause: err,
+          method: 'GET',
+          url: redactUrl(url),
+        });
+      }
+    }
+
+    const bearer = challenges.find((c) => c.scheme === 'bearer' && c.params.realm !== undefined);
+    if (bearer !== undefined) {
+      await this.#fetchToken(registry, scope, bearer, signal);
+      return true;
+    }
+    const basic = challenges.find((c) => c.scheme === 'basic');
+    const creds = basic === undefined ? undefined : this.#o.credentials?.(registry);
+    if (creds !== undefined) {
+      if (url.protocol === 'http:' && !this.#o.allowsPlainHttp(url.host)) {
+        throw new MinidockError('ERR_INSECURE', `authenticate to ${registry}: refusing to send credentials over plain http`);
+      }
+      this.#basic.set(registry, basicHeader(creds));
+      return true;
+    }
+    return false;
+  }
+
+  /** Forgets every token and credential obtained. */
+  clear(): void {
+    this.#tokens.clear();
+    this.#basic.clear();
+  }
+
+  async #fetchToken(registry: string, scope: string, c: Challenge, signal?: AbortSignal): Promise<void> {
+    const op = `get token for ${registry}`;
+    let realm: URL;
+    try {
+      realm = new URL(c.params.realm!);
+    } catch {
+      throw new MinidockError('ERR_BAD_CHALLENGE', `${op}: realm ${JSON.stringify(c.params.realm)} is not a URL`);
+    }
+    if (realm.protocol !== 'https:' && realm.protocol !== 'http:') {
+      throw new MinidockError('ERR_BAD_CHALLENGE', `${op}: realm ${JSON.stringify(redactUrl(realm))} is not http(s)`);
+    }
+    // Userinfo in the realm is not ours to send.
+    realm.username = '';
+    realm.password = '';
+
+    if (c.params.service !== undefined) realm.searchParams.set('service', c.params.service);
+    // The challenge may name the scopes it wants (space-separated); ask for
+    // those and for the one this request needs.
+    const scopes = new Set((c.params.scope ?? '').split(' ').filter((s) => s !== ''));
+    scopes.add(scope);
+    for (const s of scopes) realm.searchParams.append('scope', s);
+
+    const headers: Record<string, string> = { 'user-agent': this.#o.userAgent, accept: 'application/json' };
+    const creds = this.#o.credentials?.(registry);
+    if (creds !== undefined) {
+      if (realm.protocol === 'http:' && !this.#o.allowsPlainHttp(realm.host)) {
+        throw new MinidockError('ERR_INSECURE', `${op}: refusing to send credentials over plain http to ${realm.host}`);
+      }
+      headers.authorization = basicHeader(creds);
+    }
+
+    const res = await this.#o.transport.send({
+      method: 'GET',
+      url: realm,
+      headers,
+      signal,
+      peer: `token service ${realm.host}`,
+    });
+    if (res.statusCode !== 200) throw await responseError('GET', realm, res);
+
+    const raw = await readCapped(res, 1024 * 1024, `token from ${realm.host}`);
+    let body: { token?: unknown; access_token?: unknown; expires_in?: unknown };
+    try {
+      body = JSON.parse(raw.toString('utf8'));
+    } catch {
+      throw new MinidockError('ERR_BAD_TOKEN', `${op}: answer from ${realm.host} is not JSON`);
+    }
+    const token = typeof body?.token === 'string' && body.token !== '' ? body.token : body?.access_token;
+    if (typeof token !== 'string' || !/^[\x21-\x7e]+$/.test(token)) {
+      throw new MinidockError('ERR_BAD_TOKEN', `${op}: answer from ${realm.host} holds no usable token`);
+    }
+    const seconds =
+      typeof body.expires_in === 'number' && body.expires_in > 0 ? body.expires_in : defaultTokenSeconds;
+    // Renew a little early so a token does not expire in flight.
+    this.#tokens.set(`${registry} ${scope}`, { value: token, expiresAt: Date.now() + seconds * 900 });
+    this.#o.logger.debug(`got token for ${registry} (${[...scopes].join(' ')}), valid ${seconds} s`);
+  }
+}
+
+function basicHeader(c: Credentials): string {
+  return `Basic ${Buffer.from(`${c.username}:${c.password}`, 'utf8').toString('base64')}`;
+}

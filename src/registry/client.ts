@@ -1,0 +1,396 @@
+/**
+ * RegistryClient: the Distribution API v2 calls minidock makes to pull an
+ * image (manifests by tag or digest, blobs whole or from an offset).
+ */
+import { createHash } from 'node:crypto';
+import type { Readable } from 'node:stream';
+import { Agent } from 'undici';
+import { algorithmOf, parseDigest, type Digest } from '../digest.js';
+import { DigestMismatchError, MinidockError, NotFoundError, RegistryError } from '../errors.js';
+import {
+  formatPlatform,
+  isAttestation,
+  manifestAccept,
+  parseManifest,
+  selectPlatform,
+  type Descriptor,
+  type ImageManifest,
+  type ParsedManifest,
+  type Platform,
+} from '../image/index.js';
+import { silentLogger, type Logger } from '../log.js';
+import { defaultRegistry, isLoopbackRegistry, type Reference } from '../reference.js';
+import { Authenticator, type CredentialsLookup } from './auth.js';
+import {
+  Transport,
+  headerOf,
+  readCapped,
+  redactUrl,
+  responseError,
+  type Response,
+  type RetryOptions,
+} from './transport.js';
+
+/** Options of a RegistryClient. */
+export interface RegistryClientOptions {
+  logger?: Logger;
+  /** Registries spoken to over plain http, as "host" or "host:port". Loopback always is. */
+  insecureRegistries?: string[];
+  /** The User-Agent header; default "minidock". */
+  userAgent?: string;
+  /**
+   * Returns the credentials for a registry host, used as Basic auth towards
+   * its token realm or for a Basic challenge. Default: anonymous.
+   */
+  credentials?: CredentialsLookup;
+  /** Retry policy for 429, 5xx and dropped connections (3 tries by default). */
+  retry?: RetryOptions;
+}
+
+/** Per-call options. */
+export interface RequestOptions {
+  signal?: AbortSignal;
+}
+
+/** A manifest or index as fetched: exact bytes, their digest and the parsed value. */
+export interface FetchedManifest {
+  raw: Buffer;
+  mediaType: string;
+  digest: Digest;
+  parsed: ParsedManifest;
+}
+
+/** The image manifest a reference resolves to for one platform. */
+export interface ResolvedImage {
+  manifest: ImageManifest;
+  rawManifest: Buffer;
+  manifestDigest: Digest;
+  mediaType: string;
+  /** Set when the reference named an index (manifest list). */
+  indexDigest?: Digest;
+  rawIndex?: Buffer;
+}
+
+/** A blob body opened for streaming. */
+export interface OpenedBlob {
+  body: Readable;
+  /** The byte the body starts at: the offset asked for, or 0 when the server ignored Range. */
+  offset: number;
+  /** Bytes the body will carry, when the server said. */
+  contentLength?: number;
+}
+
+/** Manifests and configs are read whole; nothing larger than this is. */
+export const smallBodyLimit = 4 * 1024 * 1024;
+
+const maxRedirects = 5;
+const redirectStatuses = new Set([301, 302, 303, 307, 308]);
+
+function digestWith(algorithm: string, bytes: Buffer): Digest {
+  return parseDigest(`${algorithm}:${createHash(algorithm).update(bytes).digest('hex')}`);
+}
+
+function isDigestString(s: string): boolean {
+  return s.includes(':');
+}
+
+function display(ref: Reference, tagOrDigest: string): string {
+  const base = `${ref.registry}/${ref.repository}`;
+  return isDigestString(tagOrDigest) ? `${base}@${tagOrDigest}` : `${base}:${tagOrDigest}`;
+}
+
+/**
+ * A client for Distribution API v2 registries. One undici Agent holds a
+ * keep-alive connection pool per origin (the registry, its token realm,
+ * blob storage it redirects to). Tokens are cached per registry and scope
+ * for the client's lifetime. Call close() when done; it ends the pools.
+ *
+ * Plain http is used for loopback registries and those listed in
+ * insecureRegistries; https otherwise. docker.io is reached at
+ * registry-1.docker.io.
+ */
+export class RegistryClient {
+  readonly #logger: Logger;
+  readonly #insecure: Set<string>;
+  readonly #userAgent: string;
+  readonly #agent: Agent;
+  readonly #transport: Transport;
+  readonly #auth: Authenticator;
+
+  constructor(options: RegistryClientOptions = {}) {
+    this.#logger = options.logger ?? silentLogger;
+    this.#insecure = new Set(options.insecureRegistries ?? []);
+    this.#userAgent = options.userAgent ?? 'minidock';
+    this.#agent = new Agent({
+      keepAliveTimeout: 30_000,
+      connections: 8,
+      headersTimeout: 60_000,
+      bodyTimeout: 60_000,
+    });
+    this.#transport = new Transport(this.#agent, this.#logger, options.retry);
+    this.#auth = new Authenticator({
+      transport: this.#transport,
+      logger: this.#logger,
+      userAgent: this.#userAgent,
+      credentials: options.credentials,
+      allowsPlainHttp: (host) => this.#allowsPlainHttp(host),
+    });
+  }
+
+  /**
+   * GETs the manifest or index for ref's repository at tagOrDigest. When
+   * tagOrDigest is a digest, the bytes must hash to it and a
+   * Docker-Content-Digest header must agree (DigestMismatchError otherwise).
+   * The media type comes from the body, else from Content-Type. A 404 is a
+   * NotFoundError; bodies over 4 MiB are refused unread.
+   */
+  async fetchManifest(ref: Reference, tagOrDigest: string, opts: RequestOptions = {}): Promise<FetchedManifest> {
+    const what = display(ref, tagOrDigest);
+    const expected = isDigestString(tagOrDigest) ? parseDigest(tagOrDigest) : undefined;
+    const path = `/v2/${ref.repository}/manifests/${expected ?? encodeURIComponent(tagOrDigest)}`;
+
+    const { res, url } = await this.#get(ref, path, { accept: manifestAccept }, opts.signal);
+    if (res.statusCode !== 200) {
+      const err = await responseError('GET', url, res);
+      if (res.statusCode === 404) {
+        throw new NotFoundError(`pull ${what}: manifest unknown`, {
+          cause: err,
+          hint: 'check the image name and tag; the registry has no manifest for them',
+        });
+      }
+      throw this.#withAuthHint(err);
+    }
+
+    const raw = await readCapped(res, smallBodyLimit, `manifest ${what}`);
+    const digest = digestWith(expected === undefined ? 'sha256' : algorithmOf(expected), raw);
+    const headerDigest = headerOf(res, 'docker-content-digest')?.trim();
+    if (expected !== undefined) {
+      if (digest !== expected) throw new DigestMismatchError(`manifest ${what}`, expected, digest);
+      if (headerDigest !== undefined && headerDigest !== expected) {
+        throw new DigestMismatchError(`Docker-Content-Digest of manifest ${what}`, expected, headerDigest);
+      }
+    } else if (headerDigest !== undefined) {
+      // Registries get this header wrong often enough that, for a tag, a
+      // disagreement is worth a warning but not a refusal: nothing was
+      // promised about the bytes.
+      const algorithm = headerDigest.split(':')[0]!;
+      const own = algorithm === 'sha256' || algorithm === 'sha512' ? digestWith(algorithm, raw) : undefined;
+      if (own !== undefined && own !== headerDigest) {
+        this.#logger.warn(`manifest ${what}: Docker-Content-Digest ${headerDigest} disagrees with content ${own}`);
+      }
+    }
+
+    const parsed = parseManifest(raw, headerOf(res, 'content-type'), `manifest ${what}`);
+    return { raw, mediaType: parsed.mediaType, digest, parsed };
+  }
+
+  /**
+   * Resolves ref (its digest if pinned, else its tag) to one image manifest
+   * for platform. An index is followed to the entry selectPlatform picks,
+   * attestations skipped; the entry's bytes are verified against its
+   * descriptor. No matching entry is a MinidockError (ERR_NO_PLATFORM)
+   * listing the platforms offered.
+   */
+  async resolve(ref: Reference, platform: Platform, opts: RequestOptions = {}): Promise<ResolvedImage> {
+    const top = await this.fetchManifest(ref, ref.digest ?? ref.tag ?? 'latest', opts);
+    if (top.parsed.kind === 'manifest') {
+      return {
+        manifest: top.parsed.manifest,
+        rawManifest: top.raw,
+        manifestDigest: top.digest,
+        mediaType: top.mediaType,
+      };
+    }
+
+    const entries = top.parsed.index.manifests;
+    const entry = selectPlatform(entries, platform);
+    if (entry === undefined) {
+      const offered = entries.filter((d) => !isAttestation(d) && d.platform !== undefined).map((d) => formatPlatform(d.platform!));
+      throw new MinidockError(
+        'ERR_NO_PLATFORM',
+        `no matching manifest for ${formatPlatform(platform)} in the manifest list entries: ${offered.length > 0 ? offered.join(', ') : 'none'}`,
+        { hint: offered.length > 0 ? `pick one of these with --platform` : undefined },
+      );
+    }
+    this.#logger.debug(`index ${top.digest}: ${formatPlatform(platform)} is ${entry.digest}`);
+
+    const child = await this.fetchManifest(ref, entry.digest, opts);
+    if (child.raw.length !== entry.size) {
+      throw new DigestMismatchError(`size of manifest ${entry.digest}`, `${entry.size} bytes`, `${child.raw.length} bytes`);
+    }
+    if (child.parsed.kind !== 'manifest') {
+      throw new MinidockError(
+        'ERR_BAD_MANIFEST',
+        `resolve ${display(ref, top.digest)}: entry ${entry.digest} for ${formatPlatform(platform)} is an index, not an image manifest`,
+      );
+    }
+    return {
+      manifest: child.parsed.manifest,
+      rawManifest: child.raw,
+      manifestDigest: child.digest,
+      mediaType: child.mediaType,
+      indexDigest: top.digest,
+      rawIndex: top.raw,
+    };
+  }
+
+  /**
+   * GETs a small blob (an image config) into memory and verifies its size
+   * and digest against d. Blobs over 4 MiB are refused before any request.
+   */
+  async fetchSmallBlob(ref: Reference, d: Descriptor, opts: RequestOptions = {}): Promise<Buffer> {
+    const what = `blob ${d.digest}`;
+    if (d.size > smallBodyLimit) {
+      throw new MinidockError('ERR_TOO_LARGE', `fetch ${what}: ${d.size} bytes is over the 4 MiB limit for configs`);
+    }
+    const { res, url } = await this.#get(ref, `/v2/${ref.repository}/blobs/${d.digest}`, {}, opts.signal);
+    if (res.statusCode !== 200) throw this.#withAuthHint(await responseError('GET', url, res));
+
+    const raw = await readCapped(res, smallBodyLimit, what);
+    if (raw.length !== d.size) throw new DigestMismatchError(`size of ${what}`, `${d.size} bytes`, `${raw.length} bytes`);
+    const got = digestWith(algorithmOf(d.digest), raw);
+    if (got !== d.digest) throw new DigestMismatchError(what, d.digest, got);
+    return raw;
+  }
+
+  /**
+   * Opens blob d for streaming from byte `offset` (default 0). With an
+   * offset, a Range request is sent; a 206 must start at that offset, and a
+   * 200 (Range ignored) comes back with offset 0 so the caller restarts.
+   * The body is NOT verified: the caller hashes it as it writes. The caller
+   * must read the body to its end or destroy it.
+   */
+  async openBlob(
+    ref: Reference,
+    d: Descriptor,
+    opts: { offset?: number; signal?: AbortSignal } = {},
+  ): Promise<OpenedBlob> {
+    const offset = opts.offset ?? 0;
+    if (!Number.isSafeInteger(offset) || offset < 0) {
+      throw new MinidockError('ERR_BAD_ARGUMENT', `open blob ${d.digest}: offset ${offset} is not a byte position`);
+    }
+    const headers: Record<string, string> = {};
+    if (offset > 0) headers.range = `bytes=${offset}-`;
+
+    const { res, url } = await this.#get(ref, `/v2/${ref.repository}/blobs/${d.digest}`, headers, opts.signal);
+    const length = Number(headerOf(res, 'content-length'));
+    const contentLength = Number.isSafeInteger(length) && length >= 0 ? length : undefined;
+
+    if (res.statusCode === 200) return { body: res.body, offset: 0, contentLength };
+    if (res.statusCode === 206 && offset > 0) {
+      const range = /^bytes (\d+)-\d+\/(?:\d+|\*)$/.exec(headerOf(res, 'content-range')?.trim() ?? '');
+      if (range === null || Number(range[1]) !== offset) {
+        res.body.destroy();
+        throw new RegistryError(
+          `GET ${redactUrl(url)}: 206 Partial Content: Content-Range ${JSON.stringify(headerOf(res, 'content-range') ?? '')} does not start at byte ${offset}`,
+          206,
+          false,
+          { method: 'GET', url: redactUrl(url) },
+        );
+      }
+      return { body: res.body, offset, contentLength };
+    }
+    throw this.#withAuthHint(await responseError('GET', url, res));
+  }
+
+  /** Closes every connection and forgets cached tokens. The client is unusable afterwards. */
+  async close(): Promise<void> {
+    this.#auth.clear();
+    await this.#agent.close();
+  }
+
+  #allowsPlainHttp(host: string): boolean {
+    return isLoopbackRegistry(host) || this.#insecure.has(host) || this.#insecure.has(host.replace(/:\d+$/, ''));
+  }
+
+  #origin(registry: string): URL {
+    const host = registry === defaultRegistry ? 'registry-1.docker.io' : registry;
+    return new URL(`${this.#allowsPlainHttp(registry) ? 'http' : 'https'}://${host}`);
+  }
+
+  #withAuthHint(err: RegistryError): RegistryError {
+    if (err.status !== 401 && err.status !== 403) return err;
+    return new RegistryError(err.message, err.status, err.temporary, {
+      errorCodes: err.errorCodes,
+      method: err.method,
+      url: err.url,
+      hint: 'the repository may not exist, or it may need credentials',
+    });
+  }
+
+  /**
+   * GETs path on ref's registry: attaches a cached token, answers one 401
+   * challenge and retries, and follows up to 5 redirects. Authorization is
+   * sent only to the registry's own origin and is dropped for good once a
+   * redirect leaves it. Returns the final response, whatever its status.
+   */
+  async #get(
+    ref: Reference,
+    path: string,
+    extra: Record<string, string>,
+    signal?: AbortSignal,
+  ): Promise<{ res: Response; url: URL }> {
+    const registry = ref.registry;
+    const base = this.#origin(registry);
+    const scope = `repository:${ref.repository}:pull`;
+    let url = new URL(path, base);
+    let mayAuthorize = true;
+    let answered = false;
+
+    for (let hops = 0; ; ) {
+      const onRegistry = mayAuthorize && url.origin === base.origin;
+      const headers: Record<string, string> = { 'user-agent': this.#userAgent, ...extra };
+      const authorization = onRegistry ? this.#auth.authorization(registry, scope) : undefined;
+      if (authorization !== undefined) headers.authorization = authorization;
+
+      const res = await this.#transport.send({
+        method: 'GET',
+        url,
+        headers,
+        signal,
+        peer: url.origin === base.origin ? `registry ${registry}` : `blob storage ${url.host}`,
+      });
+
+      if (res.statusCode === 401 && onRegistry && !answered) {
+        answered = true;
+        await res.body.dump().catch(() => {});
+        if (await this.#auth.answer(registry, scope, url, res, signal)) continue;
+        throw new RegistryError(
+          `GET ${redactUrl(url)}: 401 Unauthorized: no supported authentication challenge`,
+          401,
+          false,
+          { method: 'GET', url: redactUrl(url), hint: 'the registry wants credentials minidock does not have' },
+        );
+      }
+
+      if (redirectStatuses.has(res.statusCode)) {
+        const location = headerOf(res, 'location');
+        await res.body.dump().catch(() => {});
+        const fail = (why: string): never => {
+          throw new RegistryError(`GET ${redactUrl(url)}: ${res.statusCode} redirect: ${why}`, res.statusCode, false, {
+            method: 'GET',
+            url: redactUrl(url),
+          });
+        };
+        if (++hops > maxRedirects) fail(`more than ${maxRedirects} redirects`);
+        if (location === undefined) fail('no Location header');
+        let next: URL;
+        try {
+          next = new URL(location!, url);
+        } catch {
+          return fail(`Location ${JSON.stringify(location)} is not a URL`);
+        }
+        if (next.protocol !== 'http:' && next.protocol !== 'https:') fail(`Location scheme ${next.protocol} is not http(s)`);
+        if (url.protocol === 'https:' && next.protocol === 'http:') fail('refusing a downgrade from https to http');
+        next.username = '';
+        next.password = '';
+        if (next.origin !== url.origin) mayAuthorize = false;
+        this.#logger.debug(`GET ${redactUrl(url)}: redirected to ${redactUrl(next)}`);
+        url = next;
+        continue;
+      }
+
+      return { res, url };
+    }
+  }
+}

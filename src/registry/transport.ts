@@ -1,0 +1,252 @@
+/**
+ * The HTTP edge of the registry client: one request with bounded retries,
+ * connection errors turned into one-line messages, registry error bodies
+ * turned into RegistryError, and URLs redacted wherever they are shown.
+ */
+import { STATUS_CODES } from 'node:http';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Agent, Dispatcher } from 'undici';
+import { MinidockError, RegistryError, messageOf } from '../errors.js';
+import type { Logger } from '../log.js';
+
+/** How often and how long the transport retries 429, 5xx and dropped connections. */
+export interface RetryOptions {
+  /** Attempts in all, the first included. Default 3. */
+  tries?: number;
+  /** Delay before the first retry; it doubles for each later one. Default 250 ms. */
+  baseDelayMs?: number;
+  /** Upper bound on any delay, Retry-After included. Default 10 s. */
+  maxDelayMs?: number;
+}
+
+export type Response = Dispatcher.ResponseData;
+
+export interface SendOptions {
+  method: 'GET' | 'HEAD';
+  url: URL;
+  headers: Record<string, string>;
+  signal?: AbortSignal;
+  /** Names the far end in connection errors: "registry 127.0.0.1:5000". */
+  peer: string;
+}
+
+// Query parameters whose values are secrets (pre-signed storage URLs carry
+// their signature and credential in the query).
+const secretParam = /sig|signature|token|credential|password|secret|key|auth/i;
+
+/** Returns url as text with userinfo and secret-looking query values replaced by "REDACTED". */
+export function redactUrl(url: URL | string): string {
+  const u = new URL(url);
+  if (u.username !== '') u.username = 'REDACTED';
+  if (u.password !== '') u.password = 'REDACTED';
+  for (const name of [...new Set(u.searchParams.keys())]) {
+    if (secretParam.test(name)) u.searchParams.set(name, 'REDACTED');
+  }
+  return u.toString();
+}
+
+/** Returns the first value of a response header, or undefined. */
+export function headerOf(res: Response, name: string): string | undefined {
+  const v = res.headers[name.toLowerCase()];
+  return Array.isArray(v) ? v[0] : v;
+}
+
+/** Returns status as "404 Not Found". */
+export function statusLine(res: Response): string {
+  const text = res.statusText || STATUS_CODES[res.statusCode] || '';
+  return text === '' ? String(res.statusCode) : `${res.statusCode} ${text}`;
+}
+
+/**
+ * Reads a response body whole, refusing (and aborting the transfer) once it
+ * passes limit bytes. A Content-Length over the limit is refused before any
+ * byte is read.
+ */
+export async function readCapped(res: Response, limit: number, what: string): Promise<Buffer> {
+  const tooBig = (): MinidockError =>
+    new MinidockError('ERR_TOO_LARGE', `read ${what}: larger than the ${formatSize(limit)} limit`);
+  const declared = Number(headerOf(res, 'content-length'));
+  if (Number.isFinite(declared) && declared > limit) {
+    res.body.destroy();
+    throw tooBig();
+  }
+
+  const chunks: Buffer[] = [];
+  let total = 0;
+  for await (const chunk of res.body as AsyncIterable<Buffer>) {
+    total += chunk.length;
+    if (total > limit) {
+      res.body.destroy();
+      throw tooBig();
+    }
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks, total);
+}
+
+function formatSize(n: number): string {
+  return n % (1024 * 1024) === 0 ? `${n / (1024 * 1024)} MiB` : `${n} bytes`;
+}
+
+/** Parses Retry-After (delta-seconds or an HTTP date) into milliseconds. */
+export function parseRetryAfter(value: string | undefined, now = Date.now()): number | undefined {
+  if (value === undefined) return undefined;
+  const v = value.trim();
+  if (/^\d+$/.test(v)) return Number(v) * 1000;
+  const at = Date.parse(v);
+  return Number.isNaN(at) ? undefined : Math.max(0, at - now);
+}
+
+const connectCauses: Record<string, { text: string; temporary: boolean }> = {
+  ECONNREFUSED: { text: 'connection refused', temporary: false },
+  ENOTFOUND: { text: 'host not found', temporary: false },
+  EAI_AGAIN: { text: 'host name lookup failed', temporary: true },
+  EHOSTUNREACH: { text: 'host unreachable', temporary: false },
+  ENETUNREACH: { text: 'network unreachable', temporary: false },
+  ECONNRESET: { text: 'connection reset', temporary: true },
+  EPIPE: { text: 'connection reset', temporary: true },
+  ETIMEDOUT: { text: 'connection timed out', temporary: true },
+  UND_ERR_CONNECT_TIMEOUT: { text: 'connection timed out', temporary: true },
+  UND_ERR_HEADERS_TIMEOUT: { text: 'timed out waiting for response headers', temporary: true },
+  UND_ERR_SOCKET: { text: 'connection closed unexpectedly', temporary: true },
+  UND_ERR_CLOSED: { text: 'connection closed unexpectedly', temporary: true },
+};
+
+function isAbort(err: unknown, signal?: AbortSignal): boolean {
+  const e = err as { name?: string; code?: string };
+  return signal?.aborted === true || e?.name === 'AbortError' || e?.code === 'UND_ERR_ABORTED';
+}
+
+/** Turns an error thrown while connecting or talking to peer into a one-line RegistryError. */
+export function connectionError(peer: string, err: unknown): RegistryError {
+  const e = err as { code?: string; cause?: { code?: string } };
+  const code = e?.code ?? e?.cause?.code ?? '';
+  const known = connectCauses[code];
+  let text = known?.text;
+  if (text === undefined && /CERT|SSL|TLS|SELF_SIGNED/.test(code)) {
+    text = `tls: ${messageOf(err).toLowerCase()}`;
+  }
+  return new RegistryError(`connect to ${peer}: ${text ?? messageOf(err)}`, undefined, known?.temporary ?? false, {
+    cause: err,
+    hint: known?.text === 'connection refused' ? `is a registry listening at ${peer.replace(/^\S+ /, '')}?` : undefined,
+  });
+}
+
+/**
+ * Builds the RegistryError for a non-success answer, reading at most 64 KiB
+ * of its body for the registry's {"errors":[{code,message}]} diagnostics.
+ * The message reads "GET <url>: 404 Not Found: manifest unknown".
+ */
+export async function responseError(method: string, url: URL, res: Response): Promise<RegistryError> {
+  let raw: Buffer | undefined;
+  if (method !== 'HEAD') {
+    try {
+      raw = await readCapped(res, 64 * 1024, 'error body');
+    } catch {
+      raw = undefined;
+    }
+  } else {
+    await res.body.dump().catch(() => {});
+  }
+
+  const codes: string[] = [];
+  let detail: string | undefined;
+  if (raw !== undefined && raw.length > 0) {
+    const text = raw.toString('utf8');
+    try {
+      const body = JSON.parse(text) as { errors?: { code?: unknown; message?: unknown }[] };
+      const messages: string[] = [];
+      for (const e of Array.isArray(body.errors) ? body.errors : []) {
+        if (typeof e?.code === 'string') codes.push(e.code);
+        if (typeof e?.message === 'string' && e.message !== '') messages.push(e.message);
+        else if (typeof e?.code === 'string') messages.push(e.code.toLowerCase().replaceAll('_', ' '));
+      }
+      if (messages.length > 0) detail = messages.join('; ');
+    } catch {
+      // Not JSON: show the start of the text, on one line.
+      const ct = headerOf(res, 'content-type') ?? '';
+      if (ct === '' || ct.startsWith('text/')) detail = text;
+    }
+  } else if (method === 'HEAD') {
+    detail = 'no body in answer to HEAD';
+  }
+  if (detail !== undefined) {
+    detail = detail.replace(/[\x00-\x1f\x7f]+/g, ' ').trim();
+    if (detail.length > 300) detail = `${detail.slice(0, 300)}…`;
+  }
+
+  const shown = redactUrl(url);
+  const temporary = res.statusCode === 429 || res.statusCode >= 500;
+  const message = `${method} ${shown}: ${statusLine(res)}${detail ? `: ${detail}` : ''}`;
+  return new RegistryError(message, res.statusCode, temporary, { errorCodes: codes, method, url: shown });
+}
+
+/**
+ * Sends requests through one undici Agent (a keep-alive Pool per origin),
+ * retrying 429, 5xx and dropped connections with exponential backoff, at
+ * most `tries` attempts in all, honouring Retry-After up to `maxDelayMs`.
+ * Other statuses, 4xx included, are returned to the caller as they are.
+ */
+export class Transport {
+  readonly #agent: Agent;
+  readonly #logger: Logger;
+  readonly #tries: number;
+  readonly #baseDelayMs: number;
+  readonly #maxDelayMs: number;
+
+  constructor(agent: Agent, logger: Logger, retry: RetryOptions = {}) {
+    this.#agent = agent;
+    this.#logger = logger;
+    this.#tries = Math.max(1, retry.tries ?? 3);
+    this.#baseDelayMs = retry.baseDelayMs ?? 250;
+    this.#maxDelayMs = retry.maxDelayMs ?? 10_000;
+  }
+
+  /** Sends one request (with retries). The caller must consume or destroy the body. */
+  async send(opts: SendOptions): Promise<Response> {
+    const { method, url, headers, signal } = opts;
+    const shown = redactUrl(url);
+
+    for (let attempt = 1; ; attempt++) {
+      let res: Response;
+      try {
+        res = await this.#agent.request({
+          origin: url.origin,
+          path: `${url.pathname}${url.search}`,
+          method,
+          headers,
+          signal,
+        });
+      } catch (err) {
+        if (isAbort(err, signal)) throw err;
+        const e = connectionError(opts.peer, err);
+        this.#logger.debug(`${method} ${shown}: ${e.message}`);
+        if (e.temporary && attempt < this.#tries) {
+          await this.#pause(this.#backoff(attempt), `${method} ${shown}`, e.message, signal);
+          continue;
+        }
+        throw e;
+      }
+
+      this.#logger.debug(`${method} ${shown}: ${statusLine(res)}`);
+      const retryable = res.statusCode === 429 || res.statusCode >= 500;
+      if (retryable && attempt < this.#tries) {
+        const after = parseRetryAfter(headerOf(res, 'retry-after'));
+        await res.body.dump().catch(() => {});
+        await this.#pause(after ?? this.#backoff(attempt), `${method} ${shown}`, statusLine(res), signal);
+        continue;
+      }
+      return res;
+    }
+  }
+
+  #backoff(attempt: number): number {
+    return this.#baseDelayMs * 2 ** (attempt - 1);
+  }
+
+  async #pause(ms: number, what: string, why: string, signal?: AbortSignal): Promise<void> {
+    const wait = Math.min(ms, this.#maxDelayMs);
+    this.#logger.debug(`retry ${what} in ${wait} ms (${why})`);
+    await sleep(wait, undefined, { signal });
+  }
+}

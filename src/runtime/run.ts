@@ -1,0 +1,198 @@
+/**
+ * Creating and running a container: the record in the store, the writable
+ * layer, the cgroups, then the native executor.
+ */
+import { readFile } from 'node:fs/promises';
+import { relative } from 'node:path';
+import type { Digest } from '../digest.js';
+import { MinidockError } from '../errors.js';
+import type { ImageConfig } from '../image/index.js';
+import { silentLogger, type Logger } from '../log.js';
+import {
+  containerDir,
+  createContainerDirs,
+  hasLayer,
+  layerDiffDir,
+  listContainers,
+  metadataLock,
+  removeContainerDir,
+  withLock,
+  writeContainer,
+  type ContainerLimits,
+  type ContainerRecord,
+  type ImageRecord,
+  type Store,
+} from '../store/index.js';
+import { ContainerCgroup } from './cgroups.js';
+import { execute } from './executor.js';
+import { readMergedFile } from './image-files.js';
+import { generateName, isValidName, newContainerId } from './names.js';
+import { buildArgs, buildEnv, parseEnvFile } from './spec.js';
+import { resolveUser } from './user.js';
+
+export interface RunOptions {
+  /** The image reference as the user typed it, kept for `ps`. */
+  imageName: string;
+  image: ImageRecord;
+  config: ImageConfig;
+  name?: string;
+  args: string[];
+  entrypoint?: string;
+  /** -e values in order. */
+  env: string[];
+  envFiles: string[];
+  workdir?: string;
+  user?: string;
+  hostname?: string;
+  tty: boolean;
+  interactive: boolean;
+  limits: ContainerLimits;
+  autoRemove: boolean;
+  hostEnv: Record<string, string | undefined>;
+  logger?: Logger;
+}
+
+/**
+ * Runs a container to completion and returns its exit status (128+n after
+ * signal n). Throws MinidockError for set-up failures (the CLI's 125) and
+ * ContainerExecError when the command cannot be executed (126/127).
+ */
+export async function runContainer(store: Store, options: RunOptions): Promise<number> {
+  const logger = options.logger ?? silentLogger;
+  const cc = options.config.config ?? {};
+
+  // Everything that can be refused is decided before the store is touched.
+  const args = buildArgs(cc, options.entrypoint, options.args);
+  const overrides: string[] = [];
+  for (const file of options.envFiles) {
+    const text = await readFile(file, 'utf8').catch((err: Error) => {
+      throw new MinidockError('ERR_BAD_ENV', `read env file ${JSON.stringify(file)}: ${err.message}`);
+    });
+    overrides.push(...parseEnvFile(text, file));
+  }
+  overrides.push(...options.env);
+  if (options.name !== undefined && !isValidName(options.name)) {
+    throw new MinidockError('ERR_BAD_NAME', `invalid container name ${JSON.stringify(options.name)}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed`);
+  }
+
+  const lowers = [...options.image.diffIDs].reverse().map((d) => layerDiffDir(store, d));
+  const user = await resolveUser(options.user ?? cc.User ?? '', (path) =>
+    readMergedFile(lowers, path, opaqueCheck()),
+  );
+
+  const id = newContainerId();
+  const hostname = options.hostname ?? id.slice(0, 12);
+  const env = buildEnv({
+    image: cc.Env ?? [],
+    overrides,
+    host: options.hostEnv,
+    hostname,
+    home: user.home,
+    tty: options.tty,
+  });
+
+  const rec: ContainerRecord = {
+    id,
+    name: options.name ?? generateName(),
+    image: options.imageName,
+    imageId: options.image.id,
+    diffIDs: options.image.diffIDs,
+    args,
+    hostname,
+    created: new Date().toISOString(),
+    status: 'created',
+    limits: options.limits,
+    autoRemove: options.autoRemove,
+  };
+
+  await withLock(store, metadataLock, async () => {
+    for (const d of options.image.diffIDs) {
+      if (!(await hasLayer(store, d))) {
+        throw new MinidockError('ERR_NOT_FOUND', `create container: layer ${d} of image ${options.image.id} is missing`, {
+          hint: `pull the image again`,
+        });
+      }
+    }
+    if (options.name !== undefined) {
+      const clash = (await listContainers(store)).find((c) => c.name === options.name);
+      if (clash) {
+        throw new MinidockError('ERR_CONFLICT', `create container: the name ${JSON.stringify(options.name)} is already in use by container ${clash.id.slice(0, 12)}`, {
+          hint: 'remove that container or choose another name',
+        });
+      }
+    }
+    await createContainerDirs(store, rec);
+  });
+
+  const dir = containerDir(store, id);
+  let cgroup: ContainerCgroup | undefined;
+  try {
+    cgroup = await ContainerCgroup.create(id, options.limits);
+    const layersRoot = store.path('layers');
+    const data = [
+      `lowerdir=${lowers.map((l) => relative(layersRoot, l)).join(':')}`,
+      `upperdir=${dir}/upper`,
+      `workdir=${dir}/work`,
+    ].join(',');
+
+    const status = await execute(
+      {
+        overlay: { data, mountCwd: layersRoot, rootfs: `${dir}/rootfs` },
+        hostname,
+        args,
+        env,
+        cwd: options.workdir ?? (cc.WorkingDir || '/'),
+        uid: user.uid,
+        gid: user.gid,
+        groups: user.groups,
+        tty: options.tty,
+        stdin: options.interactive,
+        cgroupProcs: cgroup.procsFiles,
+      },
+      {
+        logger,
+        onStart: (pid) => {
+          logger.info(`container ${id.slice(0, 12)} started as pid ${pid}`);
+          rec.status = 'running';
+          rec.pid = pid;
+          rec.started = new Date().toISOString();
+          if (!options.autoRemove) void writeContainer(store, rec).catch(() => {});
+        },
+      },
+    );
+    rec.exitCode = status;
+    return status;
+  } catch (err) {
+    const exitCode = (err as { exitCode?: number }).exitCode;
+    rec.exitCode = typeof exitCode === 'number' ? exitCode : 125;
+    throw err;
+  } finally {
+    rec.status = 'exited';
+    rec.pid = undefined;
+    rec.finished = new Date().toISOString();
+    await cgroup?.remove().catch((err: Error) => logger.warn(`remove cgroup of ${id.slice(0, 12)}: ${err.message}`));
+    if (options.autoRemove) await removeContainerDir(store, id);
+    else await writeContainer(store, rec);
+  }
+}
+
+/** Which images containers use, by image id. */
+export async function imagesInUse(store: Store): Promise<Map<Digest, ContainerRecord[]>> {
+  const used = new Map<Digest, ContainerRecord[]>();
+  for (const c of await listContainers(store)) {
+    used.set(c.imageId, [...(used.get(c.imageId) ?? []), c]);
+  }
+  return used;
+}
+
+/**
+ * A check for overlay's opaque mark. The xattr binding loads koffi, so it is
+ * imported only when a name lookup actually reads an image file.
+ */
+function opaqueCheck(): (dir: string) => Promise<boolean> {
+  return async (dir) => {
+    const { lgetxattr } = await import('../sys/index.js');
+    const v = lgetxattr(dir, 'trusted.overlay.opaque');
+    return v !== undefined && v.toString() === 'y';
+  };
+}

@@ -1,0 +1,78 @@
+/**
+ * Container records: containers/<id>/state.json beside the container's
+ * upper/ and work/ directories (its writable layer) and rootfs/ (where the
+ * overlay is mounted, inside the container's own mount namespace only).
+ */
+import { mkdir, readdir, rename, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Digest, DiffID } from '../digest.js';
+import { readJSON, writeJSON, type Store } from './store.js';
+
+export type ContainerStatus = 'created' | 'running' | 'exited';
+
+/** The limits a container runs under, as given on the command line. */
+export interface ContainerLimits {
+  memory?: number;
+  cpus?: number;
+  pidsLimit?: number;
+}
+
+/** What the store records of one container. */
+export interface ContainerRecord {
+  id: string;
+  name: string;
+  /** The reference the user gave. */
+  image: string;
+  imageId: Digest;
+  /** The image's layers, so they stay in the store while the container does. */
+  diffIDs: DiffID[];
+  args: string[];
+  hostname: string;
+  created: string;
+  status: ContainerStatus;
+  pid?: number;
+  exitCode?: number;
+  started?: string;
+  finished?: string;
+  limits: ContainerLimits;
+  autoRemove: boolean;
+}
+
+export function containerDir(store: Store, id: string): string {
+  return store.path('containers', id);
+}
+
+export function readContainer(store: Store, id: string): Promise<ContainerRecord | undefined> {
+  return readJSON<ContainerRecord>(join(containerDir(store, id), 'state.json'));
+}
+
+export function writeContainer(store: Store, rec: ContainerRecord): Promise<void> {
+  return writeJSON(store, join(containerDir(store, rec.id), 'state.json'), rec);
+}
+
+/** Creates the container's directories and writes its first state. Call with the metadata lock held. */
+export async function createContainerDirs(store: Store, rec: ContainerRecord): Promise<void> {
+  const dir = containerDir(store, rec.id);
+  await mkdir(dir, { mode: 0o700 });
+  await Promise.all(['upper', 'work', 'rootfs'].map((d) => mkdir(join(dir, d))));
+  await writeContainer(store, rec);
+}
+
+/** Lists every container record. */
+export async function listContainers(store: Store): Promise<ContainerRecord[]> {
+  const ids = await readdir(store.path('containers'));
+  const recs = await Promise.all(ids.map((id) => readContainer(store, id)));
+  return recs.filter((r): r is ContainerRecord => r !== undefined);
+}
+
+/** Removes a container's directory: renamed into tmp/ first, so it vanishes atomically. */
+export async function removeContainerDir(store: Store, id: string): Promise<void> {
+  const doomed = store.tmpPath('rm-container');
+  try {
+    await rename(containerDir(store, id), doomed);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw err;
+  }
+  await rm(doomed, { recursive: true, force: true });
+}
