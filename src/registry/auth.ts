@@ -46,6 +46,8 @@ export class Authenticator {
   readonly #o: AuthenticatorOptions;
   readonly #tokens = new Map<string, CachedToken>();
   readonly #basic = new Map<string, string>();
+  // Token requests in flight, so that concurrent 401s share one.
+  readonly #pending = new Map<string, Promise<void>>();
 
   constructor(options: AuthenticatorOptions) {
     this.#o = options;
@@ -67,9 +69,21 @@ export class Authenticator {
    * by obtaining a token or picking Basic credentials. Returns true when the
    * request is worth retrying with authorization(registry, scope), false when
    * there is nothing to answer with (no challenge we support, or Basic
-   * without credentials).
+   * without credentials). `sent` is the Authorization the refused request
+   * carried: when a different one has been cached since (a concurrent
+   * request got it), that one is used without asking again.
    */
-  async answer(registry: string, scope: string, url: URL, res: { headers: Record<string, unknown> }, signal?: AbortSignal): Promise<boolean> {
+  async answer(
+    registry: string,
+    scope: string,
+    url: URL,
+    res: { headers: Record<string, unknown> },
+    sent: string | undefined,
+    signal?: AbortSignal,
+  ): Promise<boolean> {
+    const now = this.authorization(registry, scope);
+    if (now !== undefined && now !== sent) return true;
+
     const header = res.headers['www-authenticate'];
     const values = Array.isArray(header) ? header : header === undefined ? [] : [String(header)];
     const challenges: Challenge[] = [];
@@ -87,7 +101,13 @@ export class Authenticator {
 
     const bearer = challenges.find((c) => c.scheme === 'bearer' && c.params.realm !== undefined);
     if (bearer !== undefined) {
-      await this.#fetchToken(registry, scope, bearer, signal);
+      const key = `${registry} ${scope}`;
+      let pending = this.#pending.get(key);
+      if (pending === undefined) {
+        pending = this.#fetchToken(registry, scope, bearer, signal).finally(() => this.#pending.delete(key));
+        this.#pending.set(key, pending);
+      }
+      await pending;
       return true;
     }
     const basic = challenges.find((c) => c.scheme === 'basic');

@@ -23,6 +23,7 @@ import { defaultRegistry, isLoopbackRegistry, type Reference } from '../referenc
 import { Authenticator, type CredentialsLookup } from './auth.js';
 import {
   Transport,
+  discardBody,
   headerOf,
   readCapped,
   redactUrl,
@@ -280,7 +281,7 @@ export class RegistryClient {
     if (res.statusCode === 206 && offset > 0) {
       const range = /^bytes (\d+)-\d+\/(?:\d+|\*)$/.exec(headerOf(res, 'content-range')?.trim() ?? '');
       if (range === null || Number(range[1]) !== offset) {
-        res.body.destroy();
+        discardBody(res);
         throw new RegistryError(
           `GET ${redactUrl(url)}: 206 Partial Content: Content-Range ${JSON.stringify(headerOf(res, 'content-range') ?? '')} does not start at byte ${offset}`,
           206,
@@ -354,7 +355,7 @@ export class RegistryClient {
       if (res.statusCode === 401 && onRegistry && !answered) {
         answered = true;
         await res.body.dump().catch(() => {});
-        if (await this.#auth.answer(registry, scope, url, res, signal)) continue;
+        if (await this.#auth.answer(registry, scope, url, res, authorization, signal)) continue;
         throw new RegistryError(
           `GET ${redactUrl(url)}: 401 Unauthorized: no supported authentication challenge`,
           401,

@@ -58,6 +58,16 @@ export function statusLine(res: Response): string {
 }
 
 /**
+ * Abandons a response body: the transfer is aborted and its connection
+ * closed. undici reports the abort as an 'error' event, which is expected
+ * here and swallowed.
+ */
+export function discardBody(res: Response): void {
+  res.body.on('error', () => {});
+  res.body.destroy();
+}
+
+/**
  * Reads a response body whole, refusing (and aborting the transfer) once it
  * passes limit bytes. A Content-Length over the limit is refused before any
  * byte is read.
@@ -67,7 +77,7 @@ export async function readCapped(res: Response, limit: number, what: string): Pr
     new MinidockError('ERR_TOO_LARGE', `read ${what}: larger than the ${formatSize(limit)} limit`);
   const declared = Number(headerOf(res, 'content-length'));
   if (Number.isFinite(declared) && declared > limit) {
-    res.body.destroy();
+    discardBody(res);
     throw tooBig();
   }
 
@@ -76,7 +86,7 @@ export async function readCapped(res: Response, limit: number, what: string): Pr
   for await (const chunk of res.body as AsyncIterable<Buffer>) {
     total += chunk.length;
     if (total > limit) {
-      res.body.destroy();
+      discardBody(res);
       throw tooBig();
     }
     chunks.push(chunk);
@@ -128,7 +138,10 @@ export function connectionError(peer: string, err: unknown): RegistryError {
   }
   return new RegistryError(`connect to ${peer}: ${text ?? messageOf(err)}`, undefined, known?.temporary ?? false, {
     cause: err,
-    hint: known?.text === 'connection refused' ? `is a registry listening at ${peer.replace(/^\S+ /, '')}?` : undefined,
+    hint:
+      known?.text === 'connection refused' && peer.startsWith('registry ')
+        ? `is a registry listening at ${peer.slice('registry '.length)}?`
+        : undefined,
   });
 }
 

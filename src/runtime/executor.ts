@@ -1,0 +1,281 @@
+/**
+ * The bridge to the native executor, native/build/minidock-exec.
+ *
+ * TypeScript decides everything about a container and hands it to the
+ * helper as plain arguments; the helper clones into new namespaces, joins
+ * the cgroups, builds the rootfs, drops privileges and execs. It reports
+ * back in JSON lines on fd 3, which this module turns into log lines, an
+ * onStart callback, errors, and the exit status.
+ *
+ * Limitations:
+ * - SIGINT is not forwarded (see installSignalHandlers): a `kill -INT`
+ *   aimed at the Node process alone does not reach the container.
+ * - The container pid handed to onStart is a host pid; killing it after the
+ *   helper has reaped it could, in theory, hit a reused pid.
+ */
+import { spawn } from 'node:child_process';
+import { constants as fsConstants } from 'node:fs';
+import { access } from 'node:fs/promises';
+import { constants as osConstants } from 'node:os';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { getSystemErrorMap } from 'node:util';
+import type { Readable } from 'node:stream';
+
+import { ContainerExecError, RuntimeSetupError, messageOf } from '../errors.js';
+import { silentLogger, type Logger } from '../log.js';
+
+/** Everything the native executor needs to start one container. */
+export interface ExecSpec {
+  /**
+   * The overlay mount: `data` is the mount data string
+   * ("lowerdir=a:b,upperdir=u,workdir=w"), whose relative paths resolve
+   * against `mountCwd`; `rootfs` is an existing empty directory.
+   */
+  overlay: { data: string; mountCwd: string; rootfs: string };
+  hostname: string;
+  /** The command; args[0] is looked up in the container's PATH. */
+  args: string[];
+  /** "KEY=value" entries: the container's whole environment. */
+  env: string[];
+  /** Working directory inside the container, created (0755) when missing. */
+  cwd: string;
+  uid: number;
+  gid: number;
+  /** Supplementary groups; empty means none. */
+  groups: number[];
+  /** Allocate a pseudo-terminal and relay it to the host's stdio. */
+  tty: boolean;
+  /** Keep stdin open (otherwise the container's fd 0 is /dev/null). */
+  stdin: boolean;
+  /** cgroup.procs files (v1 or v2) to put the container in before it runs. */
+  cgroupProcs: string[];
+}
+
+export interface ExecOptions {
+  logger?: Logger;
+  /** Called with the container's host pid once it is in its cgroups. */
+  onStart?: (pid: number) => void;
+  /**
+   * Aborting kills the container with SIGKILL. If it had started, the
+   * promise then resolves with 137 like any kill; before that it rejects
+   * with the signal's reason.
+   */
+  signal?: AbortSignal;
+}
+
+/** The log-fd records the helper writes, one JSON object per line. */
+interface ExecutorRecord {
+  level?: 'debug' | 'warn' | 'fatal';
+  msg?: string;
+  step?: string;
+  pid?: number;
+  exit?: number;
+  exec_errno?: number;
+  path?: string;
+}
+
+const LOG_FD = 3;
+
+/** Returns the path of the native executor binary in this checkout or package. */
+export function executorPath(): string {
+  // The compiled file is dist/src/runtime/executor.js: the root is three levels up.
+  return fileURLToPath(new URL('../../../native/build/minidock-exec', import.meta.url));
+}
+
+/**
+ * Returns the helper's command line for spec (without the program itself).
+ * Throws RuntimeSetupError for a spec the helper would refuse anyway.
+ */
+export function executorArgs(spec: ExecSpec): string[] {
+  const bad = (what: string) => new RuntimeSetupError(`prepare container: ${what}`, 'args');
+
+  if (spec.args.length === 0) throw bad('empty command');
+  for (const [name, id] of [['uid', spec.uid], ['gid', spec.gid], ...spec.groups.map((g) => ['group', g] as const)] as const) {
+    if (!Number.isInteger(id) || id < 0 || id >= 2 ** 32 - 1) throw bad(`invalid ${name} ${id}`);
+  }
+  for (const entry of spec.env) {
+    if (entry.indexOf('=') < 1) throw bad(`invalid environment entry ${JSON.stringify(entry)}`);
+  }
+
+  const args = [
+    '--log-fd', String(LOG_FD),
+    '--mount-cwd', spec.overlay.mountCwd,
+    '--overlay', spec.overlay.data,
+    '--rootfs', spec.overlay.rootfs,
+    '--hostname', spec.hostname,
+    '--cwd', spec.cwd,
+    '--uid', String(spec.uid),
+    '--gid', String(spec.gid),
+  ];
+  if (spec.groups.length > 0) args.push('--groups', spec.groups.join(','));
+  for (const entry of spec.env) args.push('--env', entry);
+  for (const file of spec.cgroupProcs) args.push('--cgroup-procs', file);
+  if (spec.tty) args.push('--tty');
+  if (spec.stdin) args.push('--stdin');
+  args.push('--', ...spec.args);
+  return args;
+}
+
+// libuv's table lacks some errnos an exec can fail with; these read as strerror(3).
+const EXEC_ERRNO_TEXT: Record<string, string> = {
+  ENOEXEC: 'exec format error',
+  ETXTBSY: 'text file busy',
+  E2BIG: 'argument list too long',
+  ELOOP: 'too many levels of symbolic links',
+  ENAMETOOLONG: 'file name too long',
+  ENOTDIR: 'not a directory',
+  EISDIR: 'is a directory',
+  EPERM: 'operation not permitted',
+};
+
+function errnoText(errno: number): string {
+  const known = getSystemErrorMap().get(-errno);
+  if (known) return known[1];
+  const name = Object.entries(osConstants.errno).find(([, n]) => n === errno)?.[0];
+  return (name && EXEC_ERRNO_TEXT[name]) ?? `errno ${errno}`;
+}
+
+/** Builds the Docker-like error for a failed exec of path. */
+export function execError(errno: number, path: string): ContainerExecError {
+  const quoted = JSON.stringify(path);
+
+  if (errno === osConstants.errno.ENOENT) {
+    const cause = path.includes('/') ? 'no such file or directory' : 'executable file not found in $PATH';
+    return new ContainerExecError(`exec ${quoted}: ${cause}`, 127, errno);
+  }
+  return new ContainerExecError(`exec ${quoted}: ${errnoText(errno)}`, 126, errno);
+}
+
+/**
+ * Keeps Node alive through SIGINT, SIGTERM and SIGHUP while the helper
+ * runs, forwarding TERM and HUP to it (it forwards them to the container).
+ *
+ * SIGINT is only swallowed, not forwarded: a Ctrl-C at a terminal already
+ * reaches the helper, which shares our process group, so forwarding it as
+ * well would deliver it to the container twice (a shell's trap would run
+ * twice). With --tty the terminal is raw and Ctrl-C is a byte for the
+ * container anyway. Returns the function that removes the handlers.
+ */
+function installSignalHandlers(forward: (signal: NodeJS.Signals) => void): () => void {
+  const onTerm = () => forward('SIGTERM');
+  const onHup = () => forward('SIGHUP');
+  const onInt = () => {};
+
+  process.on('SIGTERM', onTerm);
+  process.on('SIGHUP', onHup);
+  process.on('SIGINT', onInt);
+  return () => {
+    process.off('SIGTERM', onTerm);
+    process.off('SIGHUP', onHup);
+    process.off('SIGINT', onInt);
+  };
+}
+
+/**
+ * Runs the container described by spec and resolves with its exit status
+ * (128+n for death by signal n). Stdio is the caller's own.
+ *
+ * Rejects with RuntimeSetupError when the helper is missing or a set-up
+ * step fails (its `step` names which), with ContainerExecError when the
+ * command cannot be executed (exitCode 126 or 127), and with the abort
+ * reason when aborted before the container started.
+ */
+export async function execute(spec: ExecSpec, options: ExecOptions = {}): Promise<number> {
+  const logger = options.logger ?? silentLogger;
+  const bin = executorPath();
+  const args = executorArgs(spec);
+
+  try {
+    await access(bin, fsConstants.X_OK);
+  } catch (err) {
+    throw new RuntimeSetupError(`locate executor \`${bin}\`: ${messageOf(err)}`, 'locate', {
+      hint: 'run `npm run build`',
+      cause: err,
+    });
+  }
+  options.signal?.throwIfAborted();
+
+  logger.debug(`executor: ${bin} ${args.join(' ')}`);
+  const child = spawn(bin, args, { stdio: ['inherit', 'inherit', 'inherit', 'pipe'] });
+
+  let containerPid: number | undefined;
+  let exitStatus: number | undefined;
+  let failure: Error | undefined;
+  const fail = (err: Error) => {
+    failure ??= err;
+  };
+
+  const kill = () => {
+    // Before the pid record the child is still waiting for us; killing the
+    // helper takes it down too (it has a parent-death signal).
+    if (containerPid !== undefined && exitStatus === undefined) process.kill(containerPid, 'SIGKILL');
+    else if (child.exitCode === null) child.kill('SIGKILL');
+  };
+  const onAbort = () => {
+    if (containerPid === undefined) fail(options.signal?.reason ?? new Error('aborted'));
+    try {
+      kill();
+    } catch (err) {
+      logger.warn(`kill container: ${messageOf(err)}`);
+    }
+  };
+  options.signal?.addEventListener('abort', onAbort, { once: true });
+  const removeHandlers = installSignalHandlers((sig) => {
+    if (child.exitCode === null) child.kill(sig);
+  });
+
+  const onRecord = (rec: ExecutorRecord) => {
+    if (typeof rec.pid === 'number') {
+      containerPid = rec.pid;
+      logger.debug(`container pid ${rec.pid}`);
+      try {
+        options.onStart?.(rec.pid);
+      } catch (err) {
+        fail(err instanceof Error ? err : new Error(String(err)));
+        kill();
+      }
+    } else if (typeof rec.exit === 'number') {
+      exitStatus = rec.exit;
+    } else if (typeof rec.exec_errno === 'number') {
+      fail(execError(rec.exec_errno, rec.path ?? spec.args[0]));
+    } else if (rec.level === 'fatal') {
+      fail(new RuntimeSetupError(rec.msg ?? 'set up container: unknown error', rec.step));
+    } else if (rec.level === 'warn') {
+      logger.warn(`executor: ${rec.msg}`);
+    } else {
+      logger.debug(`executor: ${rec.msg}`);
+    }
+  };
+
+  const lines = createInterface({ input: child.stdio[LOG_FD] as Readable, crlfDelay: Infinity });
+  lines.on('line', (line) => {
+    let rec: ExecutorRecord;
+    try {
+      rec = JSON.parse(line) as ExecutorRecord;
+    } catch {
+      logger.warn(`executor: unparsable log line ${JSON.stringify(line)}`);
+      return;
+    }
+    onRecord(rec);
+  });
+
+  try {
+    const [code, sig] = await new Promise<[number | null, NodeJS.Signals | null]>((resolve, reject) => {
+      child.once('error', reject);
+      child.once('close', (c, s) => resolve([c, s]));
+    });
+    if (failure) throw failure;
+    if (exitStatus !== undefined) return exitStatus;
+    const how = sig ? `killed by ${sig}` : `exited with status ${code}`;
+    throw new RuntimeSetupError(`run executor \`${bin}\`: ${how} without reporting a status`, 'exec');
+  } catch (err) {
+    if (err === failure) throw err;
+    if (err instanceof RuntimeSetupError) throw err;
+    throw new RuntimeSetupError(`run executor \`${bin}\`: ${messageOf(err)}`, 'spawn', { cause: err });
+  } finally {
+    removeHandlers();
+    options.signal?.removeEventListener('abort', onAbort);
+    lines.close();
+  }
+}

@@ -1,0 +1,706 @@
+/**
+ * Applying one layer tar to an empty directory in overlayfs' on-disk
+ * format: the directory becomes one lowerdir of the container's overlay.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import type { Readable } from 'node:stream';
+import { extract, type Header } from 'tar-stream';
+import { MinidockError, NotImplementedError, UnsafePathError, messageOf } from '../errors.js';
+import { silentLogger, type Logger } from '../log.js';
+import { S_IFBLK, S_IFCHR, S_IFIFO, lsetxattr, makedev, mknod } from '../sys/index.js';
+import { entryComponents, parseWhiteout } from './entry-name.js';
+import { PaxTap, parsePaxRecords, type TappedEntry } from './pax-tap.js';
+
+/** What applyLayer did. */
+export interface LayerStats {
+  /** Tar entries read, whiteouts and directories included. */
+  entries: number;
+  /** Bytes of regular file content written. */
+  bytes: number;
+}
+
+export interface ApplyLayerOptions {
+  logger?: Logger;
+  signal?: AbortSignal;
+}
+
+// tar-stream's header, with the field its type declarations omit and pax
+// typed as what tar-stream puts there.
+type TarHeader = Omit<Header, 'pax' | 'type'> & {
+  type: Header['type'] | null;
+  pax?: Record<string, string> | null;
+  byteOffset: number;
+};
+
+// One entry as tar-stream's extractor yields it: its data, then the end.
+interface Entry extends AsyncIterable<unknown> {
+  header: Header;
+}
+
+const opaqueXattr = 'trusted.overlay.opaque';
+
+// Files up to this size are gathered and written with one call.
+const smallFile = 256 * 1024;
+
+const { O_WRONLY, O_CREAT, O_EXCL, O_NOFOLLOW } = fs.constants;
+
+/**
+ * Reads the uncompressed layer tar from `tar` and applies it to `dir`,
+ * which must exist and be empty, in overlayfs' format: `.wh.NAME` becomes a
+ * 0/0 character device NAME, `.wh..wh..opq` in D sets trusted.overlay.opaque
+ * "y" on D. Must run as root (it chowns, mknods and sets trusted.* xattrs).
+ *
+ * Nothing outside `dir` is created or changed, whatever the entries' names
+ * and links say: names with "..", paths through a symlink the layer
+ * planted, hard links out of the layer and whiteouts that name nothing are
+ * refused with UnsafePathError, which fails the whole layer. Tar entry
+ * types it does not know (GNU sparse and others) fail with
+ * NotImplementedError. Other failures are MinidockErrors naming the entry.
+ *
+ * Not atomic: after a failure `dir` holds part of the layer, and the caller
+ * must remove it. `tar` is consumed to its end, or destroyed on failure.
+ * Memory stays flat whatever the file sizes.
+ */
+export async function applyLayer(
+  tar: Readable,
+  dir: string,
+  options: ApplyLayerOptions = {},
+): Promise<LayerStats> {
+  const { signal } = options;
+  const applier = new LayerApplier(dir, options.logger ?? silentLogger);
+  const tap = new PaxTap();
+  const extractor = extract();
+  const stats: LayerStats = { entries: 0, bytes: 0 };
+
+  signal?.throwIfAborted();
+  const onAbort = () => extractor.destroy(signal?.reason);
+  signal?.addEventListener('abort', onAbort, { once: true });
+  tar.on('error', (err) => extractor.destroy(err));
+  tap.on('error', (err) => extractor.destroy(err));
+  tar.pipe(tap).pipe(extractor);
+
+  try {
+    for await (const entry of extractor) {
+      signal?.throwIfAborted();
+      const header = entry.header as unknown as TarHeader;
+      const tapped = tap.takeEntry(header.byteOffset);
+      stats.entries++;
+      stats.bytes += await applier.apply(header, tapped, entry);
+    }
+    signal?.throwIfAborted();
+    applier.finish();
+  } catch (err) {
+    tar.unpipe(tap);
+    tap.destroy();
+    tar.destroy();
+    throw wrapReadError(err, signal);
+  } finally {
+    signal?.removeEventListener('abort', onAbort);
+  }
+
+  options.logger?.debug(`apply layer ${dir}: ${stats.entries} entries, ${stats.bytes} bytes`);
+  return stats;
+}
+
+function wrapReadError(err: unknown, signal: AbortSignal | undefined): unknown {
+  if (err instanceof MinidockError || (signal?.aborted && err === signal.reason)) {
+    return err;
+  }
+  return new MinidockError('ERR_BAD_LAYER', `read layer tar: ${messageOf(err).toLowerCase()}`, {
+    cause: err,
+  });
+}
+
+/** Directory metadata applied at the end, once no child changes its mtime. */
+interface DirTimes {
+  atime: number;
+  mtime: number;
+}
+
+/**
+ * The state of one layer being applied.
+ *
+ * Path safety works by lstat-ing each parent component below `dir` and
+ * refusing symlinks, with a cache of the directories already checked. We
+ * chose this over openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS): Node's fs
+ * has no *at() calls, so every create, chown, chmod, utimes and setxattr
+ * would have to go through koffi with directory fds, a large surface for
+ * little gain. The check-then-use gap lstat leaves is not a hole here:
+ * `dir` is a fresh private directory of the store and this applier is its
+ * only writer, so the only things that can appear in it are what the layer
+ * itself creates, in order, and we see each of those.
+ *
+ * The final component is never followed either: files are opened with
+ * O_CREAT|O_EXCL|O_NOFOLLOW, mkdir, symlink, link and mknod fail on an
+ * existing name, and chown/utimes/setxattr use their l* forms.
+ */
+class LayerApplier {
+  readonly #root: string;
+  readonly #logger: Logger;
+  // Relative paths known to be real directories ("" is the root). Every
+  // ancestor of a member is a member.
+  readonly #dirs = new Set<string>(['']);
+  // Directory entries' times, set by finish().
+  readonly #dirTimes = new Map<string, DirTimes>();
+  // Whiteout devices this layer made, by relative path.
+  readonly #whiteouts = new Set<string>();
+  // Whether the current entry's data has been read.
+  #consumed = false;
+
+  constructor(root: string, logger: Logger) {
+    this.#root = path.resolve(root);
+    this.#logger = logger;
+  }
+
+  /** Applies one entry; returns the file bytes written. */
+  async apply(header: TarHeader, tapped: TappedEntry, entry: Entry): Promise<number> {
+    try {
+      this.#consumed = false;
+      const written = await this.#apply(header, tapped, entry);
+
+      // Entries other than files may still carry data (a whiteout with
+      // content, say); it must be read before the next header.
+      if (!this.#consumed) {
+        await drain(entry);
+      }
+      return written;
+    } catch (err) {
+      throw entryError(header.name, err);
+    }
+  }
+
+  /** Sets directory times, after every entry has been applied. */
+  finish(): void {
+    for (const [rel, t] of this.#dirTimes) {
+      const abs = this.#abs(rel);
+      try {
+        fs.lutimesSync(abs, t.atime, t.mtime);
+      } catch (err) {
+        throw entryError(rel, err);
+      }
+    }
+  }
+
+  async #apply(header: TarHeader, tapped: TappedEntry, entry: Entry): Promise<number> {
+    const parts = entryComponents(header.name);
+    const rel = parts.join('/');
+
+    // The layer root: Docker skips its entry, and so do we; the root's
+    // owner and mode are the store's business, not the image's.
+    if (parts.length === 0) {
+      if (header.type !== 'directory') {
+        throw new UnsafePathError(header.name, 'a non-directory entry names the layer root');
+      }
+      this.#logger.debug(`apply layer entry ${JSON.stringify(header.name)}: skip the root entry`);
+      return 0;
+    }
+
+    const base = parts[parts.length - 1];
+    const parent = parts.slice(0, -1);
+    const whiteout = parseWhiteout(base, header.name);
+    if (whiteout !== undefined) {
+      this.#applyWhiteout(header.name, parent, whiteout);
+      return 0;
+    }
+
+    if (!this.#ensureParent(header.name, parent, false)) {
+      return 0;
+    }
+
+    switch (header.type) {
+      case 'directory':
+        this.#applyDirectory(rel, header, tapped);
+        return 0;
+      case 'file':
+      case 'contiguous-file':
+        return this.#applyFile(rel, header, tapped, entry);
+      case 'symlink':
+        this.#applySymlink(rel, header, tapped);
+        return 0;
+      case 'link':
+        this.#applyHardlink(rel, header);
+        return 0;
+      case 'character-device':
+      case 'block-device':
+      case 'fifo':
+        this.#applyNode(rel, header, tapped);
+        return 0;
+      default:
+        throw new NotImplementedTypeError(tapped.typeflag);
+    }
+  }
+
+  #abs(rel: string): string {
+    return rel === '' ? this.#root : `${this.#root}/${rel}`;
+  }
+
+  /**
+   * Makes sure every component of parent is a real directory, creating
+   * missing ones 0755 root. Throws UnsafePathError for a symlink among
+   * them. Returns false when the entry is a whiteout under a directory
+   * this layer itself whited out, which makes it redundant.
+   */
+  #ensureParent(entryName: string, parent: string[], forWhiteout: boolean): boolean {
+    const full = parent.join('/');
+    if (this.#dirs.has(full)) {
+      return true;
+    }
+
+    let rel = '';
+    for (const part of parent) {
+      rel = rel === '' ? part : `${rel}/${part}`;
+      if (this.#dirs.has(rel)) {
+        continue;
+      }
+
+      const abs = this.#abs(rel);
+      const st = lstatOrUndefined(abs);
+      if (st === undefined) {
+        fs.mkdirSync(abs, 0o755);
+      } else if (st.isSymbolicLink()) {
+        throw new UnsafePathError(entryName, `path goes through symlink ${JSON.stringify(rel)}`);
+      } else if (this.#whiteouts.has(rel)) {
+        // The layer deleted rel and now puts things under it: a whiteout
+        // there is moot; anything else recreates rel as a new directory,
+        // opaque because the old one (in lower layers) was deleted.
+        if (forWhiteout) {
+          return false;
+        }
+        fs.unlinkSync(abs);
+        this.#whiteouts.delete(rel);
+        fs.mkdirSync(abs, 0o755);
+        lsetxattr(abs, opaqueXattr, Buffer.from('y'));
+      } else if (!st.isDirectory()) {
+        throw new MinidockError(
+          'ERR_BAD_LAYER',
+          `apply layer entry ${JSON.stringify(entryName)}: ${JSON.stringify(rel)} is not a directory`,
+        );
+      }
+      this.#dirs.add(rel);
+    }
+    return true;
+  }
+
+  /**
+   * Whiteouts. What Docker's overlay2 applier does (pkg/archive,
+   * overlayWhiteoutConverter.ConvertRead): `.wh..wh..opq` sets the opaque
+   * xattr on its directory; `.wh.NAME` mknods a 0/0 char device NAME and
+   * fails if NAME exists; an entry that comes later with the same name
+   * removes the device and takes its place, like any replaced entry.
+   *
+   * image-spec layer.md says a whiteout applies only to lower layers, never
+   * to entries of its own layer. We follow Docker for whiteout-then-entry,
+   * and differ in two places so the result does not depend on tar order:
+   * a whiteout for a name this layer already created keeps that entry
+   * (Docker fails the layer with EEXIST), and when the surviving entry is a
+   * directory we also mark it opaque, because the lower directory it
+   * replaces was deleted and its children must not show through (Docker
+   * leaves them visible when the directory comes second).
+   */
+  #applyWhiteout(entryName: string, parent: string[], whiteout: NonNullable<ReturnType<typeof parseWhiteout>>): void {
+    if (whiteout.kind === 'aufs-meta') {
+      this.#logger.warn(`apply layer entry ${JSON.stringify(entryName)}: ignore aufs metadata`);
+      return;
+    }
+    if (!this.#ensureParent(entryName, parent, true)) {
+      this.#logger.debug(`apply layer entry ${JSON.stringify(entryName)}: parent is whited out`);
+      return;
+    }
+
+    const parentRel = parent.join('/');
+    if (whiteout.kind === 'opaque') {
+      lsetxattr(this.#abs(parentRel), opaqueXattr, Buffer.from('y'));
+      return;
+    }
+
+    const rel = parentRel === '' ? whiteout.target : `${parentRel}/${whiteout.target}`;
+    const abs = this.#abs(rel);
+    try {
+      mknod(abs, S_IFCHR, 0n);
+      this.#whiteouts.add(rel);
+      return;
+    } catch (err) {
+      if (!(err instanceof Error && 'errnoCode' in err && err.errnoCode === 'EEXIST')) {
+        throw err;
+      }
+    }
+
+    // rel is this layer's own entry: keep it (see above).
+    if (this.#dirs.has(rel)) {
+      lsetxattr(abs, opaqueXattr, Buffer.from('y'));
+    }
+  }
+
+  /**
+   * Frees the name rel for a new entry: removes what an earlier entry of
+   * this layer put there. Returns true when the new entry is a directory
+   * and rel already is one, to be merged. rel's parent is verified.
+   */
+  #clear(rel: string, forDirectory: boolean): { merge: boolean; wasWhiteout: boolean } {
+    const abs = this.#abs(rel);
+    const st = lstatOrUndefined(abs);
+    if (st === undefined) {
+      return { merge: false, wasWhiteout: false };
+    }
+    if (forDirectory && st.isDirectory()) {
+      return { merge: true, wasWhiteout: false };
+    }
+
+    const wasWhiteout = this.#whiteouts.delete(rel);
+    if (st.isDirectory()) {
+      this.#forgetTree(rel);
+      fs.rmSync(abs, { recursive: true, force: true });
+    } else {
+      fs.unlinkSync(abs);
+    }
+    return { merge: false, wasWhiteout };
+  }
+
+  #forgetTree(rel: string): void {
+    const prefix = `${rel}/`;
+    for (const set of [this.#dirs, this.#whiteouts]) {
+      for (const p of set) {
+        if (p === rel || p.startsWith(prefix)) {
+          set.delete(p);
+        }
+      }
+    }
+    for (const p of this.#dirTimes.keys()) {
+      if (p === rel || p.startsWith(prefix)) {
+        this.#dirTimes.delete(p);
+      }
+    }
+  }
+
+  #applyDirectory(rel: string, header: TarHeader, tapped: TappedEntry): void {
+    const abs = this.#abs(rel);
+    try {
+      fs.mkdirSync(abs, 0o700);
+    } catch (err) {
+      if (errnoCode(err) !== 'EEXIST') {
+        throw err;
+      }
+      const { merge, wasWhiteout } = this.#clear(rel, true);
+      if (!merge) {
+        fs.mkdirSync(abs, 0o700);
+        if (wasWhiteout) {
+          lsetxattr(abs, opaqueXattr, Buffer.from('y'));
+        }
+      }
+    }
+    this.#dirs.add(rel);
+
+    const meta = metadataOf(header, tapped);
+    fs.lchownSync(abs, meta.uid, meta.gid);
+    fs.chmodSync(abs, meta.mode);
+    this.#setXattrs(rel, meta.xattrs);
+    this.#dirTimes.set(rel, { atime: meta.atime, mtime: meta.mtime });
+  }
+
+  async #applyFile(rel: string, header: TarHeader, tapped: TappedEntry, entry: Entry): Promise<number> {
+    const abs = this.#abs(rel);
+    const flags = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW;
+    let fd: number;
+    try {
+      fd = fs.openSync(abs, flags, 0o600);
+    } catch (err) {
+      if (errnoCode(err) !== 'EEXIST') {
+        throw err;
+      }
+      this.#clear(rel, false);
+      fd = fs.openSync(abs, flags, 0o600);
+    }
+
+    let written = 0;
+    this.#consumed = true;
+    try {
+      const size = header.size ?? 0;
+      if (size <= smallFile) {
+        const chunks: Buffer[] = [];
+        for await (const chunk of entry) {
+          chunks.push(chunk as Buffer);
+        }
+        written = writeAll(fd, chunks.length === 1 ? chunks[0] : Buffer.concat(chunks));
+      } else {
+        // Backpressure comes from awaiting each chunk before asking for
+        // the next: at most one chunk is held at a time.
+        for await (const chunk of entry) {
+          written += writeAll(fd, chunk as Buffer);
+        }
+      }
+
+      const meta = metadataOf(header, tapped);
+      // chown clears setuid/setgid, and security.capability, so chmod and
+      // the xattrs come after it.
+      fs.fchownSync(fd, meta.uid, meta.gid);
+      fs.fchmodSync(fd, meta.mode);
+      this.#setXattrs(rel, meta.xattrs);
+      fs.futimesSync(fd, meta.atime, meta.mtime);
+    } finally {
+      fs.closeSync(fd);
+    }
+    return written;
+  }
+
+  #applySymlink(rel: string, header: TarHeader, tapped: TappedEntry): void {
+    const abs = this.#abs(rel);
+    const target = header.linkname ?? '';
+
+    // The target is stored as written, absolute or relative: it is only
+    // ever followed inside the container, against the container's root.
+    try {
+      fs.symlinkSync(target, abs);
+    } catch (err) {
+      if (errnoCode(err) !== 'EEXIST') {
+        throw err;
+      }
+      this.#clear(rel, false);
+      fs.symlinkSync(target, abs);
+    }
+
+    const meta = metadataOf(header, tapped);
+    fs.lchownSync(abs, meta.uid, meta.gid);
+    this.#setXattrs(rel, meta.xattrs);
+    fs.lutimesSync(abs, meta.atime, meta.mtime);
+  }
+
+  /**
+   * A hard link to an earlier entry of this layer. The target name is
+   * resolved like an entry name, inside the layer root, and must not pass
+   * through a symlink. A target that is itself a symlink is linked as the
+   * symlink (link(2) does not follow it on Linux). The link shares the
+   * target's inode, so the link entry's own metadata is not applied.
+   */
+  #applyHardlink(rel: string, header: TarHeader): void {
+    const linkname = header.linkname ?? '';
+    const parts = entryComponents(linkname, header.name);
+    if (parts.length === 0) {
+      throw new UnsafePathError(header.name, 'hard link to the layer root');
+    }
+    const targetRel = parts.join('/');
+    if (targetRel === rel) {
+      this.#logger.debug(`apply layer entry ${JSON.stringify(header.name)}: hard link to itself`);
+      return;
+    }
+
+    this.#checkExistingParent(header.name, parts.slice(0, -1));
+    const target = this.#abs(targetRel);
+    const st = lstatOrUndefined(target);
+    if (st === undefined) {
+      throw new MinidockError(
+        'ERR_BAD_LAYER',
+        `apply layer entry ${JSON.stringify(header.name)}: hard link target ${JSON.stringify(linkname)} is not in the layer`,
+      );
+    }
+    if (st.isDirectory()) {
+      throw new UnsafePathError(header.name, 'hard link to a directory');
+    }
+
+    const abs = this.#abs(rel);
+    try {
+      fs.linkSync(target, abs);
+    } catch (err) {
+      if (errnoCode(err) !== 'EEXIST') {
+        throw err;
+      }
+      this.#clear(rel, false);
+      fs.linkSync(target, abs);
+    }
+    if (this.#whiteouts.has(targetRel)) {
+      this.#whiteouts.add(rel);
+    }
+  }
+
+  /** Like ensureParent, for a path that must already exist. */
+  #checkExistingParent(entryName: string, parent: string[]): void {
+    let rel = '';
+    for (const part of parent) {
+      rel = rel === '' ? part : `${rel}/${part}`;
+      if (this.#dirs.has(rel)) {
+        continue;
+      }
+      const st = lstatOrUndefined(this.#abs(rel));
+      if (st?.isSymbolicLink()) {
+        throw new UnsafePathError(entryName, `hard link target goes through symlink ${JSON.stringify(rel)}`);
+      }
+      throw new MinidockError(
+        'ERR_BAD_LAYER',
+        `apply layer entry ${JSON.stringify(entryName)}: hard link target directory ${JSON.stringify(rel)} is not in the layer`,
+      );
+    }
+  }
+
+  #applyNode(rel: string, header: TarHeader, tapped: TappedEntry): void {
+    const abs = this.#abs(rel);
+    const type =
+      header.type === 'character-device' ? S_IFCHR : header.type === 'block-device' ? S_IFBLK : S_IFIFO;
+    const dev = type === S_IFIFO ? 0n : makedev(header.devmajor ?? 0, header.devminor ?? 0);
+
+    try {
+      mknod(abs, type | 0o600, dev);
+    } catch (err) {
+      if (errnoCode(err) !== 'EEXIST') {
+        throw err;
+      }
+      this.#clear(rel, false);
+      mknod(abs, type | 0o600, dev);
+    }
+
+    const meta = metadataOf(header, tapped);
+    fs.lchownSync(abs, meta.uid, meta.gid);
+    fs.chmodSync(abs, meta.mode);
+    this.#setXattrs(rel, meta.xattrs);
+    fs.lutimesSync(abs, meta.atime, meta.mtime);
+  }
+
+  /**
+   * Sets the entry's xattrs byte for byte. trusted.overlay.* is refused:
+   * only whiteout translation may speak to overlayfs, or a layer could
+   * forge redirects and opaque markers. Where the filesystem or kernel
+   * will not take an xattr (ENOTSUP, EPERM: user.* on a symlink, for one)
+   * we warn and go on, as Docker does.
+   */
+  #setXattrs(rel: string, xattrs: Map<string, Buffer>): void {
+    for (const [name, value] of xattrs) {
+      if (name.startsWith('trusted.overlay.')) {
+        this.#logger.warn(`apply layer entry ${JSON.stringify(rel)}: ignore xattr ${name}`);
+        continue;
+      }
+      try {
+        lsetxattr(this.#abs(rel), name, value);
+      } catch (err) {
+        const code = errnoCode(err);
+        if (code !== 'ENOTSUP' && code !== 'EOPNOTSUPP' && code !== 'EPERM') {
+          throw err;
+        }
+        this.#logger.warn(`apply layer entry ${JSON.stringify(rel)}: ignore xattr ${name}: ${messageOf(err)}`);
+      }
+    }
+  }
+}
+
+/** An entry's ownership, mode, times and xattrs, PAX overrides applied. */
+interface Metadata {
+  uid: number;
+  gid: number;
+  mode: number;
+  atime: number;
+  mtime: number;
+  xattrs: Map<string, Buffer>;
+}
+
+const xattrPrefix = 'SCHILY.xattr.';
+
+function metadataOf(header: TarHeader, tapped: TappedEntry): Metadata {
+  const pax = header.pax ?? {};
+  const mtime = paxTime(pax.mtime) ?? (header.mtime?.getTime() ?? 0) / 1000;
+  const meta: Metadata = {
+    uid: paxInt(pax.uid) ?? header.uid ?? 0,
+    gid: paxInt(pax.gid) ?? header.gid ?? 0,
+    mode: (header.mode ?? 0o644) & 0o7777,
+    atime: paxTime(pax.atime) ?? mtime,
+    mtime,
+    xattrs: new Map(),
+  };
+
+  // Global records first, so the entry's own override them. tar-stream
+  // does the same merge for the decoded fields used above.
+  for (const raw of [tapped.globalPax, tapped.pax]) {
+    if (raw === undefined) {
+      continue;
+    }
+    for (const r of parsePaxRecords(raw)) {
+      if (r.key.startsWith(xattrPrefix) && r.key.length > xattrPrefix.length) {
+        meta.xattrs.set(r.key.slice(xattrPrefix.length), r.value);
+      }
+    }
+  }
+  return meta;
+}
+
+function paxInt(s: string | undefined): number | undefined {
+  if (s === undefined || !/^\d+$/.test(s)) {
+    return undefined;
+  }
+  return Number(s);
+}
+
+function paxTime(s: string | undefined): number | undefined {
+  if (s === undefined || !/^-?\d+(\.\d+)?$/.test(s)) {
+    return undefined;
+  }
+  return Number(s);
+}
+
+function writeAll(fd: number, buf: Buffer): number {
+  let off = 0;
+  while (off < buf.length) {
+    off += fs.writeSync(fd, buf, off, buf.length - off);
+  }
+  return buf.length;
+}
+
+async function drain(entry: Entry): Promise<void> {
+  for await (const _chunk of entry) {
+    // discard
+  }
+}
+
+function lstatOrUndefined(abs: string): fs.Stats | undefined {
+  try {
+    return fs.lstatSync(abs);
+  } catch (err) {
+    if (errnoCode(err) === 'ENOENT') {
+      return undefined;
+    }
+    throw err;
+  }
+}
+
+function errnoCode(err: unknown): string | undefined {
+  if (err instanceof Error) {
+    const e = err as Error & { code?: unknown; errnoCode?: unknown };
+    if (typeof e.errnoCode === 'string') {
+      return e.errnoCode;
+    }
+    if (typeof e.code === 'string') {
+      return e.code;
+    }
+  }
+  return undefined;
+}
+
+class NotImplementedTypeError extends Error {
+  constructor(readonly typeflag: string) {
+    super(`tar entry type ${JSON.stringify(typeflag)}`);
+  }
+}
+
+// Wraps a failure with the entry's name; UnsafePathError and other
+// MinidockErrors already carry it and pass unchanged.
+function entryError(name: string, err: unknown): unknown {
+  if (err instanceof MinidockError) {
+    return err;
+  }
+  if (err instanceof NotImplementedTypeError) {
+    return notImplementedType(name, err.typeflag);
+  }
+  return new MinidockError('ERR_UNPACK', `apply layer entry ${JSON.stringify(name)}: ${messageOf(err)}`, {
+    cause: err,
+  });
+}
+
+const typeNames: Record<string, string> = {
+  S: 'GNU sparse file',
+  D: 'GNU dump directory',
+  M: 'GNU multi-volume continuation',
+  V: 'GNU volume header',
+};
+
+function notImplementedType(name: string, typeflag: string): MinidockError {
+  const what = typeNames[typeflag] ?? `type ${JSON.stringify(typeflag)}`;
+  return new NotImplementedError(`tar entry ${what} (entry ${JSON.stringify(name)})`, {
+    hint: 'repack the layer with a standard tar writer (GNU tar --format=posix, Go archive/tar)',
+  });
+}

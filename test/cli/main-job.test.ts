@@ -1,0 +1,301 @@
+/**
+ * The main job end to end: the built CLI pulls the fixture images from a real
+ * registry (Debian's docker-registry on 127.0.0.1) and runs them in
+ * namespaces under cgroup limits.
+ */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { cliPath, makeTestRoot, repoRoot, runCli } from '../helpers/cli.js';
+import { fixtureLayouts } from '../helpers/fixtures.js';
+import { startRegistry, type TestRegistry } from '../helpers/registry.js';
+
+const skip = process.getuid?.() !== 0 ? 'needs root (namespaces, overlay, cgroups)' : false;
+
+/** Every blob in the store hashes to its name. */
+async function assertStoreBlobsVerify(root: string): Promise<number> {
+  const dir = join(root, 'blobs', 'sha256');
+  const names = await readdir(dir);
+  for (const hex of names) {
+    const actual = createHash('sha256').update(await readFile(join(dir, hex))).digest('hex');
+    assert.equal(actual, hex, `blob ${hex} matches its digest`);
+  }
+  return names.length;
+}
+
+describe('minidock pull and run', { skip }, () => {
+  let registry: TestRegistry;
+  let root: string;
+  let busybox: string;
+  let layered: string;
+  let multiarch: string;
+  const cli = (args: string[], input?: string) => runCli(args, { root, input });
+
+  before(async () => {
+    const layouts = await fixtureLayouts();
+    registry = await startRegistry();
+    await registry.push(join(layouts, 'busybox'), 'library/busybox', 'latest');
+    await registry.push(join(layouts, 'layered'), 'library/layered', 'latest');
+    await registry.push(join(layouts, 'multiarch'), 'library/multiarch', 'latest', { all: true });
+    root = makeTestRoot();
+    busybox = `${registry.host}/library/busybox:latest`;
+    layered = `${registry.host}/library/layered:latest`;
+    multiarch = `${registry.host}/library/multiarch:latest`;
+  });
+
+  after(async () => {
+    await registry?.stop();
+    if (root) await rm(root, { recursive: true, force: true });
+  });
+
+  test('pulls an image, printing its full reference on stdout', async () => {
+    const r = await cli(['pull', busybox]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout, `${busybox}\n`);
+    assert.match(r.stderr, /Pull complete/);
+    assert.match(r.stderr, /Digest: sha256:[0-9a-f]{64}/);
+    assert.ok((await assertStoreBlobsVerify(root)) >= 3, 'manifest, config and layer are stored');
+
+    const again = await cli(['pull', busybox]);
+    assert.equal(again.code, 0, again.stderr);
+    assert.match(again.stderr, /Already exists/);
+    assert.match(again.stderr, /Image is up to date/);
+  });
+
+  test('the hostname is the short container id unless --hostname', async () => {
+    const r = await cli(['run', '--rm', busybox, 'hostname']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^[0-9a-f]{12}\n$/);
+    const named = await cli(['run', '--rm', '--hostname', 'box1', busybox, 'hostname']);
+    assert.equal(named.stdout, 'box1\n');
+  });
+
+  test('the command is PID 1 and sees only the container\'s processes', async () => {
+    const r = await cli(['run', '--rm', busybox, 'sh', '-c', 'echo $$; ps -o pid,comm']);
+    assert.equal(r.code, 0, r.stderr);
+    const [pid, header, ...procs] = r.stdout.trim().split('\n');
+    assert.equal(pid, '1');
+    assert.match(header!, /PID/);
+    const listed = procs.map((l) => l.trim().split(/\s+/));
+    assert.deepEqual(listed.map(([p]) => p), ['1', listed[1]?.[0]]);
+    assert.deepEqual(listed.map(([, c]) => c), ['sh', 'ps']);
+  });
+
+  test('the host\'s files and network are not visible', async () => {
+    const marker = join('/tmp', `minidock-host-marker-${process.pid}`);
+    await writeFile(marker, 'host');
+    try {
+      const r = await cli(['run', '--rm', busybox, 'sh', '-c', `ls ${marker} 2>&1; ls /sys/class/net; cat /proc/1/cmdline | tr '\\0' ' '`]);
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stdout, /No such file or directory/);
+      const lines = r.stdout.trim().split('\n');
+      assert.equal(lines[1], 'lo');
+      assert.equal(lines[2], 'sh -c ' + `ls ${marker} 2>&1; ls /sys/class/net; cat /proc/1/cmdline | tr '\\0' ' '` + ' ');
+    } finally {
+      await rm(marker, { force: true });
+    }
+  });
+
+  test('a directory deleted by an upper layer is absent, and the hard link shares its inode', async () => {
+    const r = await cli([
+      'run', '--rm', '--entrypoint', 'sh', layered, '-c',
+      'ls -a /data; ls -a /data/new; stat -c "%i %h" /data/hard1 /data/hard2',
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    const lines = r.stdout.trim().split('\n');
+    assert.ok(!r.stdout.includes('old'), `no "old" in ${r.stdout}`);
+    assert.ok(!r.stdout.includes('.wh.'), 'no whiteout names are visible');
+    assert.ok(lines.includes('keep') && lines.includes('new') && lines.includes('g'), r.stdout);
+    const [a, b] = lines.slice(-2).map((l) => l.split(' '));
+    assert.equal(a![0], b![0], 'hard1 and hard2 share an inode');
+    assert.equal(a![1], '2', 'the inode has two links');
+  });
+
+  test('entrypoint and cmd combine, and env, workdir and user come from the image', async () => {
+    const dflt = await cli(['run', '--rm', layered]);
+    assert.equal(dflt.code, 0, dflt.stderr);
+    assert.equal(dflt.stdout, 'hello world\n');
+
+    const r = await cli([
+      'run', '--rm', '--entrypoint', 'sh', layered, '-c',
+      'pwd; id -u; id -g; id -G; echo "$GREETING|$FIXTURE|$HOME|$HOSTNAME"',
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    const [pwd, uid, gid, groups, env] = r.stdout.trim().split('\n');
+    assert.equal(pwd, '/work', 'WorkingDir is created when missing');
+    assert.equal(uid, '1000');
+    assert.equal(gid, '1000');
+    assert.deepEqual(groups!.split(' ').sort(), ['1000', '2000']);
+    assert.match(env!, /^hello world\|busybox\|\/home\/app\|[0-9a-f]{12}$/);
+  });
+
+  test('-e, --env-file, -w and -u override the image', async () => {
+    const envFile = join(root, 'env.list');
+    await writeFile(envFile, '# comment\nFROM_FILE=1\nGREETING=from file\n');
+    const r = await runCli(
+      [
+        'run', '--rm', '--env-file', envFile, '-e', 'GREETING=bye', '-e', 'FROM_HOST', '-e', 'UNSET_ON_HOST',
+        '-w', '/tmp/x', '-u', 'root:extra', '--entrypoint', 'sh', layered, '-c',
+        'pwd; id -u; id -g; echo "$GREETING|$FROM_FILE|$FROM_HOST|${UNSET_ON_HOST-unset}"',
+      ],
+      { root, env: { FROM_HOST: 'host value', UNSET_ON_HOST: undefined } },
+    );
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(r.stdout.trim().split('\n'), ['/tmp/x', '0', '2000', 'bye|1|host value|unset']);
+  });
+
+  test('exit statuses: the command\'s own, 127 not found, 126 not executable', async () => {
+    const seven = await cli(['run', '--rm', busybox, 'sh', '-c', 'exit 7']);
+    assert.equal(seven.code, 7);
+
+    const missing = await cli(['run', '--rm', busybox, 'no-such-command']);
+    assert.equal(missing.code, 127);
+    assert.equal(missing.stderr.trim().split('\n').length, 1, missing.stderr);
+    assert.match(missing.stderr, /^minidock: exec "no-such-command": executable file not found in \$PATH/);
+
+    const notExec = await cli(['run', '--rm', busybox, '/etc/passwd']);
+    assert.equal(notExec.code, 126);
+    assert.match(notExec.stderr, /permission denied/);
+
+    const signalled = await cli(['run', '--rm', busybox, 'sh', '-c', 'kill -TERM $$; sleep 1; exit 0']);
+    // PID 1 ignores signals it has no handler for, so the shell lives on.
+    assert.equal(signalled.code, 0);
+    const killed = await cli(['run', '--rm', busybox, 'sh', '-c', 'sh -c "kill -KILL \\$\\$"']);
+    assert.equal(killed.code, 137);
+  });
+
+  test('a fork loop stops at --pids-limit', async () => {
+    const r = await cli([
+      'run', '--rm', '--pids-limit', '20', busybox, 'sh', '-c',
+      'i=0; while [ $i -lt 100 ]; do sleep 30 & i=$((i+1)); done; echo never',
+    ]);
+    assert.notEqual(r.code, 0);
+    assert.ok(!r.stdout.includes('never'), 'the loop could not finish');
+    assert.match(r.stderr, /can't fork|Resource temporarily unavailable/);
+  });
+
+  test('an allocation beyond --memory is killed (137) and the host carries on', async () => {
+    const r = await cli(['run', '--rm', '-m', '32m', busybox, 'sh', '-c', 'head -c 256m /dev/zero | tail -c 1 >/dev/null; echo survived $?']);
+    assert.ok(r.code === 137 || /survived 137/.test(r.stdout), `code ${r.code}, stdout ${r.stdout}`);
+    const after = await cli(['run', '--rm', busybox, 'true']);
+    assert.equal(after.code, 0);
+  });
+
+  test('an index resolves to linux/amd64, not the arm64 entry listed first nor the attestation', async () => {
+    const r = await cli(['run', '--rm', multiarch, 'sh', '-c', 'echo $FIXTURE']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout, 'amd64\n');
+  });
+
+  test('an interactive shell through a real pseudo-terminal reads a command and exits with its status', async () => {
+    // python3's pty module gives the CLI a real terminal on stdin and stdout.
+    const script = [
+      'import os, pty, sys, time',
+      'pid, fd = pty.fork()',
+      'if pid == 0:',
+      '    os.execvp(sys.argv[1], sys.argv[1:])',
+      'out = b""',
+      'time.sleep(1.0)',
+      'os.write(fd, b"echo tty-$((40+2)); tty; exit 3\\r")',
+      'while True:',
+      '    try:',
+      '        chunk = os.read(fd, 4096)',
+      '    except OSError:',
+      '        break',
+      '    if not chunk:',
+      '        break',
+      '    out += chunk',
+      '_, status = os.waitpid(pid, 0)',
+      'sys.stdout.write(out.decode("utf-8", "replace"))',
+      'sys.exit(os.waitstatus_to_exitcode(status))',
+    ].join('\n');
+    const child = spawn('python3', ['-c', script, process.execPath, cliPath, 'run', '--rm', busybox, 'sh'], {
+      cwd: repoRoot,
+      env: { ...process.env, MINIDOCK_ROOT: root },
+    });
+    let out = '';
+    child.stdout.on('data', (c: Buffer) => (out += c.toString()));
+    const code = await new Promise<number | null>((res) => child.on('exit', res));
+    assert.equal(code, 3, out);
+    assert.match(out, /tty-42/);
+    assert.match(out, /\/dev\/pts\/0/);
+  });
+
+  test('a tampered blob is refused and not stored', async () => {
+    // A second registry, since blobs are shared by every repository of one.
+    const evil = await startRegistry();
+    const tamperRoot = makeTestRoot();
+    try {
+      const layouts = await fixtureLayouts();
+      await evil.push(join(layouts, 'busybox'), 'library/busybox', 'latest');
+      const blobs = join(evil.dir, 'storage', 'docker', 'registry', 'v2', 'blobs', 'sha256');
+      // Flip one byte of the largest blob (the layer), keeping its size.
+      let largest = { path: '', size: -1 };
+      for (const two of await readdir(blobs)) {
+        for (const hex of await readdir(join(blobs, two))) {
+          const path = join(blobs, two, hex, 'data');
+          const size = (await readFile(path)).length;
+          if (size > largest.size) largest = { path, size };
+        }
+      }
+      const bytes = await readFile(largest.path);
+      bytes[bytes.length >> 1]! ^= 0xff;
+      await writeFile(largest.path, bytes);
+      const hex = largest.path.split('/').at(-2)!;
+
+      const r = await runCli(['pull', `${evil.host}/library/busybox:latest`], { root: tamperRoot });
+      assert.equal(r.code, 125);
+      assert.match(r.stderr, new RegExp(`minidock: .*sha256:${hex}`));
+      assert.ok(!(await readdir(join(tamperRoot, 'blobs', 'sha256'))).includes(hex), 'the bad blob is not stored');
+      assert.deepEqual(await readdir(join(tamperRoot, 'layers')), [], 'no layer was kept');
+      assert.deepEqual((await readdir(join(tamperRoot, 'tmp'))).filter((n) => !n.startsWith('write.')), [], 'no partial files stay');
+      assert.doesNotMatch((await runCli(['images'], { root: tamperRoot })).stdout, /busybox/);
+    } finally {
+      await evil.stop();
+      await rm(tamperRoot, { recursive: true, force: true });
+    }
+  });
+
+  test('an invalid reference exits 125 with one line on stderr, before any I/O', async () => {
+    for (const cmd of [['pull', 'Busybox:latest'], ['run', 'bad::ref', 'true']]) {
+      const r = await cli(cmd);
+      assert.equal(r.code, 125);
+      assert.equal(r.stdout, '');
+      assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+      assert.match(r.stderr, /^minidock: invalid reference format/);
+    }
+  });
+
+  test('images, ps -a, rm and rmi manage what the store holds', async () => {
+    const run = await cli(['run', '--name', 'keeper', busybox, 'true']);
+    assert.equal(run.code, 0, run.stderr);
+
+    const ps = await cli(['ps', '-a']);
+    assert.match(ps.stdout, /^CONTAINER ID\s+IMAGE\s+COMMAND\s+CREATED\s+STATUS\s+NAMES\n/);
+    assert.match(ps.stdout, /Exited \(0\).*keeper/);
+
+    const images = await cli(['images']);
+    assert.match(images.stdout, /^REPOSITORY\s+TAG\s+IMAGE ID\s+CREATED\s+SIZE\n/);
+    assert.match(images.stdout, new RegExp(`${registry.host}/library/busybox\\s+latest\\s+[0-9a-f]{12}`));
+
+    const refused = await cli(['rmi', busybox]);
+    assert.equal(refused.code, 125);
+    assert.match(refused.stderr, /container [0-9a-f]{12} is using its referenced image/);
+
+    const rm = await cli(['rm', 'keeper']);
+    assert.equal(rm.code, 0, rm.stderr);
+    assert.doesNotMatch((await cli(['ps', '-a'])).stdout, /keeper/);
+
+    const before = (await readdir(join(root, 'layers'))).length;
+    const rmi = await cli(['rmi', busybox]);
+    assert.equal(rmi.code, 0, rmi.stderr);
+    assert.match(rmi.stdout, /Untagged: .*busybox:latest\nDeleted: sha256:/);
+    assert.doesNotMatch((await cli(['images'])).stdout, /library\/busybox\s/);
+    // The busybox layer is shared with multiarch, so it stays.
+    assert.equal((await readdir(join(root, 'layers'))).length, before);
+    await assertStoreBlobsVerify(root);
+  });
+});

@@ -1,0 +1,108 @@
+/**
+ * Building layer tars in tests, with tar-stream's pack, including the
+ * hostile and odd ones no tar tool would write on its own.
+ */
+import { pack, type Header } from 'tar-stream';
+
+/** One entry of a tar built by makeTar. */
+export interface TarEntry {
+  name: string;
+  type?: Header['type'];
+  mode?: number;
+  uid?: number;
+  gid?: number;
+  mtime?: Date;
+  linkname?: string;
+  devmajor?: number;
+  devminor?: number;
+  content?: Buffer | string;
+  /** Xattrs, written as SCHILY.xattr.* PAX records, byte-exact. */
+  xattrs?: Record<string, Buffer | string>;
+  /** Other PAX records (ASCII values). */
+  pax?: Record<string, string>;
+  /** A typeflag character to write instead of type's (e.g. "S"). */
+  typeflag?: string;
+}
+
+const endOfTar = 1024;
+
+/** Returns the bytes of an uncompressed tar holding entries, in order. */
+export async function makeTar(entries: TarEntry[]): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  for (const e of entries) {
+    const records = paxRecords(e);
+    if (records.length > 0) {
+      parts.push(await packOne([{ name: 'PaxHeader', type: 'pax-header' as Header['type'] }, Buffer.concat(records)]));
+    }
+    let bytes = await packOne([
+      {
+        name: e.name,
+        type: e.type ?? 'file',
+        mode: e.mode ?? (e.type === 'directory' ? 0o755 : 0o644),
+        uid: e.uid ?? 0,
+        gid: e.gid ?? 0,
+        mtime: e.mtime ?? new Date(1_600_000_000_000),
+        linkname: e.linkname,
+        devmajor: e.devmajor,
+        devminor: e.devminor,
+      },
+      e.content === undefined ? undefined : Buffer.from(e.content),
+    ]);
+    if (e.typeflag !== undefined) {
+      bytes = withTypeflag(bytes, e.typeflag);
+    }
+    parts.push(bytes);
+  }
+  parts.push(Buffer.alloc(endOfTar));
+  return Buffer.concat(parts);
+}
+
+// One entry through its own pack, without the end-of-archive blocks, so
+// entries (and hand-made PAX headers) can be concatenated.
+async function packOne([header, content]: [Partial<Header> & { name: string }, Buffer | undefined]): Promise<Buffer> {
+  const p = pack();
+  if (content === undefined) {
+    p.entry(header as Header);
+  } else {
+    p.entry(header as Header, content);
+  }
+  p.finalize();
+  const chunks: Buffer[] = [];
+  for await (const chunk of p) {
+    chunks.push(chunk as Buffer);
+  }
+  const all = Buffer.concat(chunks);
+  return all.subarray(0, all.length - endOfTar);
+}
+
+function paxRecords(e: TarEntry): Buffer[] {
+  const records: Buffer[] = [];
+  for (const [key, value] of Object.entries(e.pax ?? {})) {
+    records.push(paxRecord(key, Buffer.from(value)));
+  }
+  for (const [name, value] of Object.entries(e.xattrs ?? {})) {
+    records.push(paxRecord(`SCHILY.xattr.${name}`, Buffer.from(value)));
+  }
+  return records;
+}
+
+/** Encodes one PAX record "<len> key=value\n", value as raw bytes. */
+export function paxRecord(key: string, value: Buffer): Buffer {
+  const body = Buffer.concat([Buffer.from(` ${key}=`), value, Buffer.from('\n')]);
+  let len = body.length + 1;
+  while (String(len).length + body.length !== len) {
+    len = String(len).length + body.length;
+  }
+  return Buffer.concat([Buffer.from(String(len)), body]);
+}
+
+// Rewrites the typeflag of the first header block and fixes its checksum.
+function withTypeflag(bytes: Buffer, typeflag: string): Buffer {
+  const out = Buffer.from(bytes);
+  out[156] = typeflag.charCodeAt(0);
+  out.fill(0x20, 148, 156);
+  let sum = 0;
+  for (let i = 0; i < 512; i++) sum += out[i];
+  out.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148, 'latin1');
+  return out;
+}
