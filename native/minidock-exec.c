@@ -200,6 +200,9 @@ static int release_child(const struct config *cfg, pid_t pid, int sock)
 	char err[128];
 
 	if (send(sock, "g", 1, MSG_NOSIGNAL) != 1) {
+		/* Already dead (killed before it ran): supervise() reaps it. */
+		if (errno == EPIPE || errno == ECONNRESET)
+			return -1;
 		snprintf(err, sizeof(err), "release child: %s", strerror(errno));
 		abandon(pid, "sync", err);
 	}
@@ -208,6 +211,8 @@ static int release_child(const struct config *cfg, pid_t pid, int sock)
 		int fd;
 		int r = recv_msg(sock, &m, &fd);
 
+		if (r < 0 && errno == ECONNRESET)
+			break;
 		if (r < 0) {
 			snprintf(err, sizeof(err), "read child status: %s", strerror(errno));
 			abandon(pid, "sync", err);

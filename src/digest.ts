@@ -71,7 +71,8 @@ export function asDiffID(d: Digest): DiffID {
 /**
  * A pass-through stream that hashes and counts what flows through it. After
  * 'end', `digest` and `size` hold the totals; `verify` compares them with
- * what a descriptor promised.
+ * what a descriptor promised. It emits 'progress' (bytes so far) per chunk,
+ * which, unlike a 'data' listener, leaves the stream's flow alone.
  */
 export class DigestingStream extends Transform {
   #hash: Hash;
@@ -98,6 +99,7 @@ export class DigestingStream extends Transform {
       return;
     }
     this.#hash.update(chunk);
+    this.emit('progress', this.size);
     done(null, chunk);
   }
 

@@ -223,7 +223,7 @@ async function ensureLayer(
 
       const compressed = new DigestingStream({ limit: { bytes: layer.size, what: `layer ${layer.digest}` } });
       let lastReport = 0;
-      compressed.on('data', () => {
+      compressed.on('progress', () => {
         const now = Date.now();
         if (now - lastReport >= 100) {
           lastReport = now;
@@ -231,33 +231,47 @@ async function ensureLayer(
         }
       });
 
-      const legs: Promise<unknown>[] = [];
+      // Two legs share the hashed network stream: the download (to the temp
+      // blob) and the unpack. When the unpack fails, the download still runs
+      // to its end, so that a corrupted blob is reported as a digest
+      // mismatch rather than as whatever the tar parser tripped on.
       const streams: { destroy(err?: Error): void }[] = [source, compressed];
-      if (!haveBlob) {
-        const file = createWriteStream(tmpBlob, { mode: 0o644 });
-        legs.push(pipeline(compressed, file));
-      }
       let uncompressed: DigestingStream | undefined;
       let stats: { entries: number; bytes: number } | undefined;
+      let unpackError: unknown;
+      const unpack: Promise<unknown>[] = [];
       if (!haveLayer) {
         const diff = join(tmpLayer, 'diff');
         await mkdir(diff, { recursive: true, mode: 0o755 });
         const input = new PassThrough({ highWaterMark: 1 << 20 });
+        const diffStream = new DigestingStream();
+        uncompressed = diffStream;
         compressed.pipe(input);
-        uncompressed = new DigestingStream();
-        streams.push(input, uncompressed);
-        legs.push(pipeline(input, decompressor(compression), uncompressed));
-        legs.push(
-          applyLayer(uncompressed, diff, { logger: options.logger, signal: options.signal }).then((s) => {
+        const stopUnpack = (err: unknown) => {
+          if (unpackError !== undefined) return;
+          unpackError = err;
+          compressed.unpipe(input);
+          compressed.resume();
+          input.destroy();
+          diffStream.destroy();
+        };
+        unpack.push(pipeline(input, decompressor(compression), diffStream).catch(stopUnpack));
+        unpack.push(
+          applyLayer(diffStream, diff, { logger: options.logger, signal: options.signal }).then((s) => {
             stats = s;
-          }),
+          }, stopUnpack),
         );
       }
-      legs.unshift(pipeline(source, compressed));
-      await allOrDestroy(legs, streams);
+      // Data starts flowing only now, once both legs are attached.
+      const download: Promise<unknown>[] = [];
+      if (!haveBlob) download.push(pipeline(compressed, createWriteStream(tmpBlob, { mode: 0o644 })));
+      download.push(pipeline(source, compressed));
+      const [downloaded] = await Promise.allSettled([allOrDestroy(download, streams), Promise.all(unpack)]);
+      if (downloaded.status === 'rejected') throw downloaded.reason;
+      compressed.verify(`layer ${layer.digest}`, layer.digest, layer.size);
+      if (unpackError !== undefined) throw unpackError;
 
       event('verifying', compressed.size);
-      compressed.verify(`layer ${layer.digest}`, layer.digest, layer.size);
       uncompressed?.verify(`diffID of layer ${layer.digest}`, diffID);
 
       if (!haveBlob) await commitBlobFile(store, tmpBlob, layer.digest);

@@ -206,11 +206,14 @@ export class RegistryClient {
     const entries = top.parsed.index.manifests;
     const entry = selectPlatform(entries, platform);
     if (entry === undefined) {
-      const offered = entries.filter((d) => !isAttestation(d) && d.platform !== undefined).map((d) => formatPlatform(d.platform!));
+      const offered = entries
+        .filter((d) => !isAttestation(d) && d.platform !== undefined)
+        .map((d) => formatPlatform(d.platform!));
+      const list = offered.length > 0 ? offered.join(', ') : 'none';
       throw new MinidockError(
         'ERR_NO_PLATFORM',
-        `no matching manifest for ${formatPlatform(platform)} in the manifest list entries: ${offered.length > 0 ? offered.join(', ') : 'none'}`,
-        { hint: offered.length > 0 ? `pick one of these with --platform` : undefined },
+        `no matching manifest for ${formatPlatform(platform)} in the manifest list entries: ${list}`,
+        { hint: offered.length > 0 ? 'pick one of these with --platform' : undefined },
       );
     }
     this.#logger.debug(`index ${top.digest}: ${formatPlatform(platform)} is ${entry.digest}`);
@@ -222,7 +225,8 @@ export class RegistryClient {
     if (child.parsed.kind !== 'manifest') {
       throw new MinidockError(
         'ERR_BAD_MANIFEST',
-        `resolve ${display(ref, top.digest)}: entry ${entry.digest} for ${formatPlatform(platform)} is an index, not an image manifest`,
+        `resolve ${display(ref, top.digest)}: entry ${entry.digest} for ` +
+          `${formatPlatform(platform)} is an index, not an image manifest`,
       );
     }
     return {
@@ -279,11 +283,13 @@ export class RegistryClient {
 
     if (res.statusCode === 200) return { body: res.body, offset: 0, contentLength };
     if (res.statusCode === 206 && offset > 0) {
-      const range = /^bytes (\d+)-\d+\/(?:\d+|\*)$/.exec(headerOf(res, 'content-range')?.trim() ?? '');
+      const contentRange = headerOf(res, 'content-range') ?? '';
+      const range = /^bytes (\d+)-\d+\/(?:\d+|\*)$/.exec(contentRange.trim());
       if (range === null || Number(range[1]) !== offset) {
         discardBody(res);
         throw new RegistryError(
-          `GET ${redactUrl(url)}: 206 Partial Content: Content-Range ${JSON.stringify(headerOf(res, 'content-range') ?? '')} does not start at byte ${offset}`,
+          `GET ${redactUrl(url)}: 206 Partial Content: Content-Range ` +
+            `${JSON.stringify(contentRange)} does not start at byte ${offset}`,
           206,
           false,
           { method: 'GET', url: redactUrl(url) },

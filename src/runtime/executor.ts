@@ -91,7 +91,10 @@ export function executorArgs(spec: ExecSpec): string[] {
   const bad = (what: string) => new RuntimeSetupError(`prepare container: ${what}`, 'args');
 
   if (spec.args.length === 0) throw bad('empty command');
-  for (const [name, id] of [['uid', spec.uid], ['gid', spec.gid], ...spec.groups.map((g) => ['group', g] as const)] as const) {
+  const ids: [string, number][] = [['uid', spec.uid], ['gid', spec.gid]];
+  for (const g of spec.groups) ids.push(['group', g]);
+  for (const [name, id] of ids) {
+    // (uid_t)-1 means "unchanged" to the kernel, so it is refused too.
     if (!Number.isInteger(id) || id < 0 || id >= 2 ** 32 - 1) throw bad(`invalid ${name} ${id}`);
   }
   for (const entry of spec.env) {
@@ -196,7 +199,8 @@ export async function execute(spec: ExecSpec, options: ExecOptions = {}): Promis
   }
   options.signal?.throwIfAborted();
 
-  logger.debug(`executor: ${bin} ${args.join(' ')}`);
+  // Not the whole command line: environment values may hold secrets.
+  logger.debug(`executor: run ${JSON.stringify(spec.args)} as ${spec.uid}:${spec.gid}`);
   const child = spawn(bin, args, { stdio: ['inherit', 'inherit', 'inherit', 'pipe'] });
 
   let containerPid: number | undefined;

@@ -32,7 +32,10 @@ export async function makeTar(entries: TarEntry[]): Promise<Buffer> {
   for (const e of entries) {
     const records = paxRecords(e);
     if (records.length > 0) {
-      parts.push(await packOne([{ name: 'PaxHeader', type: 'pax-header' as Header['type'] }, Buffer.concat(records)]));
+      // pack writes no body for a 'pax-header' entry, so write a file and
+      // retype it.
+      const paxData = Buffer.concat(records);
+      parts.push(withTypeflag(await packOne([{ name: 'PaxHeader', type: 'file' }, paxData]), 'x'));
     }
     let bytes = await packOne([
       {
@@ -46,7 +49,11 @@ export async function makeTar(entries: TarEntry[]): Promise<Buffer> {
         devmajor: e.devmajor,
         devminor: e.devminor,
       },
-      e.content === undefined ? undefined : Buffer.from(e.content),
+      e.content !== undefined
+        ? Buffer.from(e.content)
+        : (e.type ?? 'file') === 'file'
+          ? Buffer.alloc(0)
+          : undefined,
     ]);
     if (e.typeflag !== undefined) {
       bytes = withTypeflag(bytes, e.typeflag);

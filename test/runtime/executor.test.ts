@@ -331,7 +331,7 @@ describe('execute', { skip }, () => {
     assert.deepEqual(records.at(-1), { exit: 3 });
   });
 
-  test('copies the host window size at start and on SIGWINCH', RUN_BOUND, async (t) => {
+  test('copies the host window size at start and on SIGWINCH, in raw mode', RUN_BOUND, async (t) => {
     const python = ['/usr/bin/python3', '/usr/local/bin/python3'].find((p) => existsSync(p));
     if (!python) return t.skip('needs python3 for its pty module');
     const c = await container({ args: ['sh'], tty: true, stdin: true });
@@ -347,8 +347,9 @@ if pid == 0:
     size(0, 33, 99)
     log = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     os.dup2(log, 3)
+    os.set_inheritable(3, True)
     os.execv(sys.argv[2], sys.argv[2:])
-out, step = b'', 0
+out, step, raw = b'', 0, False
 while True:
     try:
         data = os.read(fd, 4096)
@@ -359,12 +360,15 @@ while True:
     out += data
     if step == 0 and b'# ' in out:
         step = 1
-        os.write(fd, b'stty size\n')
+        os.write(fd, b'stty size\\n')
     elif step == 1 and b'33 99' in out:
         step = 2
+        raw = not termios.tcgetattr(fd)[3] & termios.ICANON
         size(fd, 40, 120)
-        os.write(fd, b'stty size; exit 5\n')
+        os.write(fd, b'stty size; exit 5\\n')
 _, status = os.waitpid(pid, 0)
+lflag = termios.tcgetattr(fd)[3]
+out += b'\\nraw-while-running=%d cooked-after=%d\\n' % (raw, bool(lflag & termios.ICANON and lflag & termios.ECHO))
 sys.stdout.write(out.decode(errors='replace'))
 sys.exit(os.waitstatus_to_exitcode(status))
 `;
@@ -377,6 +381,8 @@ sys.exit(os.waitstatus_to_exitcode(status))
     assert.equal(code, 5, `output: ${JSON.stringify(out)}`);
     assert.match(out, /\r\n33 99\r\n/);
     assert.match(out, /\r\n40 120\r\n/);
+    // The helper made the host terminal raw and restored it on exit.
+    assert.match(out, /\nraw-while-running=1 cooked-after=1\n/);
   });
 
   test('keeps relaying pty output after host stdin ends', RUN_BOUND, async () => {

@@ -1,0 +1,44 @@
+import assert from 'node:assert/strict';
+import { Readable } from 'node:stream';
+import { buffer } from 'node:stream/consumers';
+import { describe, it } from 'node:test';
+import zlib from 'node:zlib';
+import { NotImplementedError } from '../../src/errors.js';
+import { decompressor } from '../../src/unpack/index.js';
+
+const payload = Buffer.from('a layer tar would be here\n'.repeat(1000));
+
+describe('decompressor', () => {
+  it('passes uncompressed data through unchanged', async () => {
+    const out = await buffer(Readable.from([payload]).pipe(decompressor('none')));
+    assert.ok(out.equals(payload));
+  });
+
+  it('gunzips gzip data', async () => {
+    const out = await buffer(Readable.from([zlib.gzipSync(payload)]).pipe(decompressor('gzip')));
+    assert.ok(out.equals(payload));
+  });
+
+  it('fails corrupt gzip data', async () => {
+    const bad = zlib.gzipSync(payload).subarray(0, 40);
+    await assert.rejects(buffer(Readable.from([bad]).pipe(decompressor('gzip'))));
+  });
+
+  const hasZstd = typeof (zlib as unknown as Record<string, unknown>).createZstdDecompress === 'function';
+
+  it('refuses zstd with NotImplementedError when node:zlib has none', { skip: hasZstd && 'this Node has zstd' }, () => {
+    assert.throws(
+      () => decompressor('zstd'),
+      (err: unknown) =>
+        err instanceof NotImplementedError &&
+        err.message === 'not implemented: zstd-compressed layers' &&
+        /Node\.js 22\.15/.test(err.hint ?? ''),
+    );
+  });
+
+  it('decompresses zstd when node:zlib has it', { skip: !hasZstd && 'this Node has no zstd in node:zlib' }, async () => {
+    const z = zlib as unknown as { zstdCompressSync: (b: Buffer) => Buffer };
+    const out = await buffer(Readable.from([z.zstdCompressSync(payload)]).pipe(decompressor('zstd')));
+    assert.ok(out.equals(payload));
+  });
+});
