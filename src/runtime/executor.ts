@@ -210,23 +210,24 @@ export async function execute(spec: ExecSpec, options: ExecOptions = {}): Promis
     failure ??= err;
   };
 
+  const helperRunning = () => child.exitCode === null && child.signalCode === null;
   const kill = () => {
-    // Before the pid record the child is still waiting for us; killing the
-    // helper takes it down too (it has a parent-death signal).
-    if (containerPid !== undefined && exitStatus === undefined) process.kill(containerPid, 'SIGKILL');
-    else if (child.exitCode === null) child.kill('SIGKILL');
-  };
-  const onAbort = () => {
-    if (containerPid === undefined) fail(options.signal?.reason ?? new Error('aborted'));
     try {
-      kill();
+      // Before the pid record the child is still waiting for us; killing the
+      // helper takes it down too (it has a parent-death signal).
+      if (containerPid !== undefined && exitStatus === undefined) process.kill(containerPid, 'SIGKILL');
+      else if (helperRunning()) child.kill('SIGKILL');
     } catch (err) {
       logger.warn(`kill container: ${messageOf(err)}`);
     }
   };
+  const onAbort = () => {
+    if (containerPid === undefined) fail(options.signal?.reason ?? new Error('aborted'));
+    kill();
+  };
   options.signal?.addEventListener('abort', onAbort, { once: true });
   const removeHandlers = installSignalHandlers((sig) => {
-    if (child.exitCode === null) child.kill(sig);
+    if (helperRunning()) child.kill(sig);
   });
 
   const onRecord = (rec: ExecutorRecord) => {

@@ -163,6 +163,28 @@ describe('execute', { skip }, () => {
     assert.equal(status, 137);
   });
 
+  test('rejects with the abort reason when aborted before the start', RUN_BOUND, async () => {
+    const c = await container({ args: ['true'] });
+    let started = false;
+    await assert.rejects(execute(c.spec, { signal: AbortSignal.abort(), onStart: () => (started = true) }), {
+      name: 'AbortError',
+    });
+    assert.equal(started, false);
+  });
+
+  test('rejects with the error onStart throws, and kills the container', RUN_BOUND, async () => {
+    const c = await container({ args: ['sleep', '1000'] });
+    const boom = new Error('onStart failed');
+    await assert.rejects(
+      execute(c.spec, {
+        onStart: () => {
+          throw boom;
+        },
+      }),
+      (err) => err === boom,
+    );
+  });
+
   test('rejects a missing command with ContainerExecError 127', RUN_BOUND, async () => {
     const c = await container({ args: ['no-such-command'] });
     await assert.rejects(execute(c.spec), (err: unknown) => {
