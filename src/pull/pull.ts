@@ -43,7 +43,7 @@ import {
   type ImageRecord,
   type Store,
 } from '../store/index.js';
-import { applyLayer, decompressor } from '../unpack/index.js';
+import { applyLayer, decompressor, TarTailStream } from '../unpack/index.js';
 import type { ProgressSink } from './progress.js';
 
 export interface PullOptions {
@@ -254,10 +254,14 @@ async function ensureLayer(
           compressed.resume();
           input.destroy();
           diffStream.destroy();
+          tail.destroy();
         };
-        unpack.push(pipeline(input, decompressor(compression), diffStream).catch(stopUnpack));
+        const tail = new TarTailStream();
+        tail.onRepair = (what) =>
+          options.logger?.info(`layer ${layer.digest} ends without ${what}; reading it as Docker does`);
+        unpack.push(pipeline(input, decompressor(compression), diffStream, tail).catch(stopUnpack));
         unpack.push(
-          applyLayer(diffStream, diff, { logger: options.logger, signal: options.signal }).then((s) => {
+          applyLayer(tail, diff, { logger: options.logger, signal: options.signal }).then((s) => {
             stats = s;
           }, stopUnpack),
         );

@@ -56,7 +56,8 @@ function load(): Libc {
     strerror: lib.func('const char *strerror(int errnum)') as (errno: number) => string,
     mknod: bindMknod(lib),
     lsetxattr: lib.func(
-      'int lsetxattr(const char *path, const char *name, const void *value, size_t size, int flags)',
+      'int lsetxattr(const char *path, const char *name, const void *value, size_t size, ' +
+        'int flags)',
     ),
     lgetxattr: lib.func(
       'intptr_t lgetxattr(const char *path, const char *name, void *value, size_t size)',
@@ -183,7 +184,8 @@ export function lgetxattr(path: string, name: string): Buffer | undefined {
       fail(`lgetxattr ${name}`, path);
     }
   }
-  throw new MinidockError('ERR_SYSCALL', `lgetxattr ${name} ${JSON.stringify(path)}: keeps changing size`);
+  const where = JSON.stringify(path);
+  throw new MinidockError('ERR_SYSCALL', `lgetxattr ${name} ${where}: keeps changing size`);
 }
 
 /** Returns the names of path's extended attributes (not following a symlink). */

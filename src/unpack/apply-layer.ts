@@ -9,7 +9,7 @@ import { extract, type Header } from 'tar-stream';
 import { MinidockError, NotImplementedError, UnsafePathError, messageOf } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
 import { S_IFBLK, S_IFCHR, S_IFIFO, lsetxattr, makedev, mknod } from '../sys/index.js';
-import { entryComponents, parseWhiteout } from './entry-name.js';
+import { entryComponents, parseWhiteout, type Whiteout } from './entry-name.js';
 import { PaxTap, parsePaxRecords, type TappedEntry } from './pax-tap.js';
 
 /** What applyLayer did. */
@@ -74,10 +74,12 @@ export async function applyLayer(
   const stats: LayerStats = { entries: 0, bytes: 0 };
 
   signal?.throwIfAborted();
+  assertEmpty(dir);
   const onAbort = () => extractor.destroy(signal?.reason);
   signal?.addEventListener('abort', onAbort, { once: true });
-  tar.on('error', (err) => extractor.destroy(err));
-  tap.on('error', (err) => extractor.destroy(err));
+  const onError = (err: Error) => extractor.destroy(err);
+  tar.on('error', onError);
+  tap.on('error', onError);
   tar.pipe(tap).pipe(extractor);
 
   try {
@@ -94,13 +96,33 @@ export async function applyLayer(
     tar.unpipe(tap);
     tap.destroy();
     tar.destroy();
+    if (signal?.aborted) {
+      throw signal.reason;
+    }
     throw wrapReadError(err, signal);
   } finally {
     signal?.removeEventListener('abort', onAbort);
+    tar.off('error', onError);
   }
 
   options.logger?.debug(`apply layer ${dir}: ${stats.entries} entries, ${stats.bytes} bytes`);
   return stats;
+}
+
+function assertEmpty(dir: string): void {
+  let names: string[];
+  try {
+    names = fs.readdirSync(dir);
+  } catch (err) {
+    const where = JSON.stringify(dir);
+    throw new MinidockError('ERR_UNPACK', `apply layer to ${where}: ${messageOf(err)}`, {
+      cause: err,
+    });
+  }
+  if (names.length > 0) {
+    const where = JSON.stringify(dir);
+    throw new MinidockError('ERR_UNPACK', `apply layer to ${where}: directory is not empty`);
+  }
 }
 
 function wrapReadError(err: unknown, signal: AbortSignal | undefined): unknown {
@@ -257,7 +279,7 @@ class LayerApplier {
       const abs = this.#abs(rel);
       const st = lstatOrUndefined(abs);
       if (st === undefined) {
-        fs.mkdirSync(abs, 0o755);
+        mkdirExact(abs, 0o755);
       } else if (st.isSymbolicLink()) {
         throw new UnsafePathError(entryName, `path goes through symlink ${JSON.stringify(rel)}`);
       } else if (this.#whiteouts.has(rel)) {
@@ -269,13 +291,10 @@ class LayerApplier {
         }
         fs.unlinkSync(abs);
         this.#whiteouts.delete(rel);
-        fs.mkdirSync(abs, 0o755);
+        mkdirExact(abs, 0o755);
         lsetxattr(abs, opaqueXattr, Buffer.from('y'));
       } else if (!st.isDirectory()) {
-        throw new MinidockError(
-          'ERR_BAD_LAYER',
-          `apply layer entry ${JSON.stringify(entryName)}: ${JSON.stringify(rel)} is not a directory`,
-        );
+        throw badLayer(entryName, `${JSON.stringify(rel)} is not a directory`);
       }
       this.#dirs.add(rel);
     }
@@ -298,7 +317,7 @@ class LayerApplier {
    * replaces was deleted and its children must not show through (Docker
    * leaves them visible when the directory comes second).
    */
-  #applyWhiteout(entryName: string, parent: string[], whiteout: NonNullable<ReturnType<typeof parseWhiteout>>): void {
+  #applyWhiteout(entryName: string, parent: string[], whiteout: NonNullable<Whiteout>): void {
     if (whiteout.kind === 'aufs-meta') {
       this.#logger.warn(`apply layer entry ${JSON.stringify(entryName)}: ignore aufs metadata`);
       return;
@@ -398,7 +417,12 @@ class LayerApplier {
     this.#dirTimes.set(rel, { atime: meta.atime, mtime: meta.mtime });
   }
 
-  async #applyFile(rel: string, header: TarHeader, tapped: TappedEntry, entry: Entry): Promise<number> {
+  async #applyFile(
+    rel: string,
+    header: TarHeader,
+    tapped: TappedEntry,
+    entry: Entry,
+  ): Promise<number> {
     const abs = this.#abs(rel);
     const flags = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW;
     let fd: number;
@@ -418,15 +442,15 @@ class LayerApplier {
       const size = header.size ?? 0;
       if (size <= smallFile) {
         const chunks: Buffer[] = [];
-        for await (const chunk of entry) {
-          chunks.push(chunk as Buffer);
+        for await (const chunk of readEntry(entry)) {
+          chunks.push(chunk);
         }
         written = writeAll(fd, chunks.length === 1 ? chunks[0] : Buffer.concat(chunks));
       } else {
         // Backpressure comes from awaiting each chunk before asking for
         // the next: at most one chunk is held at a time.
-        for await (const chunk of entry) {
-          written += writeAll(fd, chunk as Buffer);
+        for await (const chunk of readEntry(entry)) {
+          written += writeAll(fd, chunk);
         }
       }
 
@@ -474,7 +498,7 @@ class LayerApplier {
    */
   #applyHardlink(rel: string, header: TarHeader): void {
     const linkname = header.linkname ?? '';
-    const parts = entryComponents(linkname, header.name);
+    const parts = entryComponents(linkname, header.name, 'hard link target');
     if (parts.length === 0) {
       throw new UnsafePathError(header.name, 'hard link to the layer root');
     }
@@ -488,13 +512,11 @@ class LayerApplier {
     const target = this.#abs(targetRel);
     const st = lstatOrUndefined(target);
     if (st === undefined) {
-      throw new MinidockError(
-        'ERR_BAD_LAYER',
-        `apply layer entry ${JSON.stringify(header.name)}: hard link target ${JSON.stringify(linkname)} is not in the layer`,
-      );
+      const quoted = JSON.stringify(linkname);
+      throw badLayer(header.name, `hard link target ${quoted} is not in the layer`);
     }
     if (st.isDirectory()) {
-      throw new UnsafePathError(header.name, 'hard link to a directory');
+      throw badLayer(header.name, `hard link target ${JSON.stringify(linkname)} is a directory`);
     }
 
     const abs = this.#abs(rel);
@@ -522,19 +544,17 @@ class LayerApplier {
       }
       const st = lstatOrUndefined(this.#abs(rel));
       if (st?.isSymbolicLink()) {
-        throw new UnsafePathError(entryName, `hard link target goes through symlink ${JSON.stringify(rel)}`);
+        const why = `hard link target goes through symlink ${JSON.stringify(rel)}`;
+        throw new UnsafePathError(entryName, why);
       }
-      throw new MinidockError(
-        'ERR_BAD_LAYER',
-        `apply layer entry ${JSON.stringify(entryName)}: hard link target directory ${JSON.stringify(rel)} is not in the layer`,
-      );
+      const quoted = JSON.stringify(rel);
+      throw badLayer(entryName, `hard link target directory ${quoted} is not in the layer`);
     }
   }
 
   #applyNode(rel: string, header: TarHeader, tapped: TappedEntry): void {
     const abs = this.#abs(rel);
-    const type =
-      header.type === 'character-device' ? S_IFCHR : header.type === 'block-device' ? S_IFBLK : S_IFIFO;
+    const type = nodeTypes[header.type as 'fifo'];
     const dev = type === S_IFIFO ? 0n : makedev(header.devmajor ?? 0, header.devminor ?? 0);
 
     try {
@@ -574,10 +594,19 @@ class LayerApplier {
         if (code !== 'ENOTSUP' && code !== 'EOPNOTSUPP' && code !== 'EPERM') {
           throw err;
         }
-        this.#logger.warn(`apply layer entry ${JSON.stringify(rel)}: ignore xattr ${name}: ${messageOf(err)}`);
+        const why = messageOf(err);
+        this.#logger.warn(`apply layer entry ${JSON.stringify(rel)}: ignore xattr ${name}: ${why}`);
       }
     }
   }
+}
+
+const nodeTypes = { 'character-device': S_IFCHR, 'block-device': S_IFBLK, fifo: S_IFIFO };
+
+// A layer that is malformed (not hostile): the entry cannot be applied.
+function badLayer(entryName: string, why: string): MinidockError {
+  const where = JSON.stringify(entryName);
+  return new MinidockError('ERR_BAD_LAYER', `apply layer entry ${where}: ${why}`);
 }
 
 /** An entry's ownership, mode, times and xattrs, PAX overrides applied. */
@@ -633,6 +662,12 @@ function paxTime(s: string | undefined): number | undefined {
   return Number(s);
 }
 
+// mkdir, then chmod, so a restrictive umask does not narrow the mode.
+function mkdirExact(abs: string, mode: number): void {
+  fs.mkdirSync(abs, mode);
+  fs.chmodSync(abs, mode);
+}
+
 function writeAll(fd: number, buf: Buffer): number {
   let off = 0;
   while (off < buf.length) {
@@ -642,8 +677,26 @@ function writeAll(fd: number, buf: Buffer): number {
 }
 
 async function drain(entry: Entry): Promise<void> {
-  for await (const _chunk of entry) {
+  for await (const _chunk of readEntry(entry)) {
     // discard
+  }
+}
+
+// An entry's data chunks. A failure here is the tar stream's (truncated,
+// corrupt, or an upstream error), so it is reported as reading the tar.
+async function* readEntry(entry: Entry): AsyncGenerator<Buffer> {
+  const it = entry[Symbol.asyncIterator]();
+  for (;;) {
+    let next: IteratorResult<unknown>;
+    try {
+      next = await it.next();
+    } catch (err) {
+      throw wrapReadError(err, undefined);
+    }
+    if (next.done) {
+      return;
+    }
+    yield next.value as Buffer;
   }
 }
 
@@ -686,7 +739,8 @@ function entryError(name: string, err: unknown): unknown {
   if (err instanceof NotImplementedTypeError) {
     return notImplementedType(name, err.typeflag);
   }
-  return new MinidockError('ERR_UNPACK', `apply layer entry ${JSON.stringify(name)}: ${messageOf(err)}`, {
+  const where = JSON.stringify(name);
+  return new MinidockError('ERR_UNPACK', `apply layer entry ${where}: ${messageOf(err)}`, {
     cause: err,
   });
 }

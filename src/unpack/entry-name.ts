@@ -15,18 +15,19 @@ export const opaqueMarker = '.wh..wh..opq';
  *
  * Leading "/" and "./" are dropped, so "/abs/x" names dir/abs/x, as Docker
  * does; empty and "." components are dropped too. An empty result names
- * the layer root itself. Throws UnsafePathError for a ".." component:
+ * the layer root itself. Throws UnsafePathError (naming the entry raw,
+ * and saying which of its names, `what`, is bad) for a ".." component:
  * Docker also cleans such names lexically, but a layer that needs ".." in
  * a name is broken or hostile, so the whole layer is refused.
  */
-export function entryComponents(name: string, raw = name): string[] {
+export function entryComponents(name: string, raw = name, what = 'name'): string[] {
   const parts: string[] = [];
   for (const part of name.split('/')) {
     if (part === '' || part === '.') {
       continue;
     }
     if (part === '..') {
-      throw new UnsafePathError(raw, 'name has a ".." component');
+      throw new UnsafePathError(raw, `${what} has a ".." component`);
     }
     parts.push(part);
   }

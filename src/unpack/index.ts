@@ -18,3 +18,4 @@
  */
 export { applyLayer, type ApplyLayerOptions, type LayerStats } from './apply-layer.js';
 export { decompressor } from './decompress.js';
+export { TarTailStream } from './tar-tail.js';

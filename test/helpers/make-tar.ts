@@ -66,7 +66,9 @@ export async function makeTar(entries: TarEntry[]): Promise<Buffer> {
 
 // One entry through its own pack, without the end-of-archive blocks, so
 // entries (and hand-made PAX headers) can be concatenated.
-async function packOne([header, content]: [Partial<Header> & { name: string }, Buffer | undefined]): Promise<Buffer> {
+type PackArgs = [header: Partial<Header> & { name: string }, content: Buffer | undefined];
+
+async function packOne([header, content]: PackArgs): Promise<Buffer> {
   const p = pack();
   if (content === undefined) {
     p.entry(header as Header);

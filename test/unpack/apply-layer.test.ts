@@ -235,7 +235,8 @@ describe('applyLayer', { skip: needRoot }, () => {
     assert.equal(loop.mode, S_IFBLK | 0o660);
     assert.equal(loop.gid, 6);
     assert.deepEqual(splitDev(loop.rdev), { major: 7, minor: 0 });
-    assert.deepEqual(splitDev(fs.lstatSync(path.join(layer, 'dev/big')).rdev), { major: 300, minor: 70000 });
+    const big = fs.lstatSync(path.join(layer, 'dev/big'));
+    assert.deepEqual(splitDev(big.rdev), { major: 300, minor: 70000 });
     assert.equal(fs.lstatSync(path.join(layer, 'run/fifo')).mode, S_IFIFO | 0o620);
   });
 
@@ -249,7 +250,14 @@ describe('applyLayer', { skip: needRoot }, () => {
     await apply(
       [
         { name: 'f', content: 'x', xattrs: { 'user.bin': binary, 'user.text': 'héllo' } },
-        { name: 'ping', content: 'x', uid: 1000, gid: 1000, mode: 0o755, xattrs: { 'security.capability': cap } },
+        {
+          name: 'ping',
+          content: 'x',
+          uid: 1000,
+          gid: 1000,
+          mode: 0o755,
+          xattrs: { 'security.capability': cap },
+        },
         { name: 'd/', type: 'directory', xattrs: { 'user.dir': Buffer.from([0x99]) } },
       ],
       layer,
@@ -355,7 +363,8 @@ describe('applyLayer', { skip: needRoot }, () => {
       layer,
     );
 
-    const opaque = (p: string) => lgetxattr(path.join(layer, p), 'trusted.overlay.opaque')?.toString();
+    const opaque = (p: string) =>
+      lgetxattr(path.join(layer, p), 'trusted.overlay.opaque')?.toString();
     assert.equal(fs.readFileSync(path.join(layer, 'file-after'), 'utf8'), 'a');
     assert.equal(fs.readFileSync(path.join(layer, 'file-before'), 'utf8'), 'b');
     assert.ok(fs.lstatSync(path.join(layer, 'dir-after')).isDirectory());
@@ -427,12 +436,35 @@ describe('applyLayer', { skip: needRoot }, () => {
     });
   });
 
+  it('fails a truncated tar with a MinidockError', async () => {
+    const { layer } = newCase();
+    const tar = await makeTar([{ name: 'f', content: 'x'.repeat(4000) }]);
+    const truncated = Readable.from([tar.subarray(0, 2048)]);
+    await assert.rejects(applyLayer(truncated, layer), (err: unknown) => {
+      assert.ok(err instanceof MinidockError);
+      assert.equal((err as MinidockError).code, 'ERR_BAD_LAYER');
+      assert.match((err as Error).message, /^read layer tar: /);
+      return true;
+    });
+  });
+
+  it('refuses a directory that is not empty', async () => {
+    const { layer } = newCase();
+    fs.writeFileSync(path.join(layer, 'already'), '');
+    await assert.rejects(
+      apply([{ name: 'f', content: 'x' }], layer),
+      /apply layer to ".*": directory is not empty/,
+    );
+    assert.deepEqual(fs.readdirSync(layer), ['already']);
+  });
+
   it('stops when its signal is aborted', async () => {
     const { layer } = newCase();
     const ac = new AbortController();
     ac.abort(new Error('stop now'));
     const tar = await makeTar([{ name: 'f', content: 'x' }]);
-    await assert.rejects(applyLayer(Readable.from([tar]), layer, { signal: ac.signal }), /stop now/);
+    const applied = applyLayer(Readable.from([tar]), layer, { signal: ac.signal });
+    await assert.rejects(applied, /stop now/);
     assert.deepEqual(fs.readdirSync(layer), []);
   });
 
@@ -575,7 +607,8 @@ describe('applied layers under overlayfs', { skip: needRoot }, () => {
       upper,
     );
 
-    const mount = spawnSync('mount', ['-t', 'overlay', 'overlay', '-o', `lowerdir=${upper}:${lower}`, merged], {
+    const options = `lowerdir=${upper}:${lower}`;
+    const mount = spawnSync('mount', ['-t', 'overlay', 'overlay', '-o', options, merged], {
       encoding: 'utf8',
     });
     if (mount.status !== 0) {

@@ -8,7 +8,10 @@ import { makeTar, paxRecord } from '../helpers/make-tar.js';
 describe('parsePaxRecords', () => {
   it('keeps values byte-exact, including bytes that are not UTF-8', () => {
     const value = Buffer.from([0xff, 0x00, 0x80, 0x0a, 0x3d]);
-    const raw = Buffer.concat([paxRecord('SCHILY.xattr.user.x', value), paxRecord('path', Buffer.from('a/b'))]);
+    const raw = Buffer.concat([
+      paxRecord('SCHILY.xattr.user.x', value),
+      paxRecord('path', Buffer.from('a/b')),
+    ]);
     const records = parsePaxRecords(raw);
 
     assert.equal(records.length, 2);

@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# Side-by-side benchmarks of minidock and podman on the same machine, the
+# same images and the same local registry, in one run:
+#
+#   1. cold pull + unpack of a ~190 MB image (three layers of real files
+#      from this machine, layered by umoci), fresh store each run;
+#   2. `run --rm IMAGE true` on the busybox fixture;
+#   3. peak memory of each pull, and of minidock pulling a 1 MB and a
+#      190 MB image (memory should not grow with layer size).
+#
+# Run as root after .ci/setup: bash bench/compare.sh. Needs hyperfine and
+# GNU time (apt-get install hyperfine time). Prints markdown tables; the
+# results of a run are kept in docs/benchmarks.md. Everything stays on
+# 127.0.0.1.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+runs=${RUNS:-5}
+run_runs=${RUN_RUNS:-20}
+
+for tool in hyperfine /usr/bin/time umoci skopeo podman; do
+  command -v "$tool" >/dev/null || { echo "bench: $tool is missing (apt-get install hyperfine time umoci skopeo podman)" >&2; exit 1; }
+done
+
+w=$(mktemp -d /var/tmp/minidock-bench.XXXXXX)
+registry=
+cleanup() {
+  [ -n "$registry" ] && kill "$registry" 2>/dev/null && wait "$registry" 2>/dev/null
+  rm -rf "$w"
+}
+trap cleanup EXIT
+
+# The test image: three layers of real files, built by umoci (a peer, so
+# the layers are not shaped by minidock's own writer).
+umoci init --layout "$w/layout" >/dev/null
+umoci new --image "$w/layout:big" >/dev/null
+for dir in /usr/lib/python3.11 /usr/share/perl /usr/share/doc; do
+  umoci insert --image "$w/layout:big" "$dir" "$dir" >/dev/null
+done
+
+node dist/fixtures/registry.js serve >"$w/host" 2>"$w/registry.log" &
+registry=$!
+for _ in $(seq 1 200); do [ -s "$w/host" ] && break; sleep 0.1; done
+host=$(head -n 1 "$w/host")
+[ -n "$host" ] || { cat "$w/registry.log" >&2; exit 1; }
+skopeo copy -q --dest-tls-verify=false "oci:$w/layout:big" "docker://$host/bench/big:latest"
+big="$host/bench/big:latest"
+small="$host/library/busybox:latest"
+
+md="./bin/minidock.js --root $w/md"
+pm="podman --root $w/pm/root --runroot $w/pm/run --storage-driver overlay"
+# This machine's sandbox refuses podman's default rlimits; these are lower.
+pm_run_flags="--network none --ulimit nofile=1024:1024 --ulimit nproc=1024:1024"
+
+echo "## Cold pull + unpack of $big"
+echo
+hyperfine --runs "$runs" --style basic --export-markdown "$w/pull.md" \
+  --prepare "rm -rf $w/md" -n "minidock pull" "$md pull -q $big" \
+  --prepare "rm -rf $w/pm" -n "podman pull" "$pm pull -q --tls-verify=false $big" >&2
+cat "$w/pull.md"
+echo
+
+echo "## run --rm IMAGE true ($small)"
+echo
+rm -rf "$w/md" "$w/pm"
+$md pull -q "$small" >/dev/null
+$pm pull -q --tls-verify=false "$small" >/dev/null
+hyperfine --warmup 3 --runs "$run_runs" --style basic --export-markdown "$w/run.md" \
+  -n "minidock run" "$md run --rm $small true" \
+  -n "podman run" "$pm run --rm $pm_run_flags $small true" >&2
+cat "$w/run.md"
+echo
+
+peak() { /usr/bin/time -f %M "$@" 2>&1 >/dev/null | tail -n 1; }
+echo "## Peak resident memory (kB) of one cold pull"
+echo
+rm -rf "$w/md" "$w/pm"
+echo "| command | busybox (1 MB) | big (190 MB) |"
+echo "|:---|---:|---:|"
+m_small=$(peak $md pull -q "$small"); rm -rf "$w/md"
+m_big=$(peak $md pull -q "$big")
+p_small=$(peak $pm pull -q --tls-verify=false "$small"); rm -rf "$w/pm"
+p_big=$(peak $pm pull -q --tls-verify=false "$big")
+echo "| minidock pull | $m_small | $m_big |"
+echo "| podman pull | $p_small | $p_big |"
