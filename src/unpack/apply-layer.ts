@@ -236,6 +236,12 @@ class LayerApplier {
         return 0;
       case 'file':
       case 'contiguous-file':
+        // GNU tar's PAX sparse formats (0.x, 1.0) look like regular files
+        // whose data starts with a sparse map; writing them as-is would
+        // silently corrupt the file.
+        if (Object.keys(header.pax ?? {}).some((k) => k.startsWith('GNU.sparse.'))) {
+          throw new NotImplementedTypeError('S', 'PAX');
+        }
         return this.#applyFile(rel, header, tapped, entry);
       case 'symlink':
         this.#applySymlink(rel, header, tapped);
@@ -281,7 +287,8 @@ class LayerApplier {
       if (st === undefined) {
         mkdirExact(abs, 0o755);
       } else if (st.isSymbolicLink()) {
-        throw new UnsafePathError(entryName, `path goes through symlink ${JSON.stringify(rel)}`);
+        const why = `path goes through symlink ${JSON.stringify(rel)} of this layer`;
+        throw new UnsafePathError(entryName, why);
       } else if (this.#whiteouts.has(rel)) {
         // The layer deleted rel and now puts things under it: a whiteout
         // there is moot; anything else recreates rel as a new directory,
@@ -340,7 +347,7 @@ class LayerApplier {
       this.#whiteouts.add(rel);
       return;
     } catch (err) {
-      if (!(err instanceof Error && 'errnoCode' in err && err.errnoCode === 'EEXIST')) {
+      if (errnoCode(err) !== 'EEXIST') {
         throw err;
       }
     }
@@ -353,8 +360,9 @@ class LayerApplier {
 
   /**
    * Frees the name rel for a new entry: removes what an earlier entry of
-   * this layer put there. Returns true when the new entry is a directory
-   * and rel already is one, to be merged. rel's parent is verified.
+   * this layer put there, unless both are directories, which merge. Says
+   * whether they merge and whether what was removed was a whiteout. rel's
+   * parent must be verified already.
    */
   #clear(rel: string, forDirectory: boolean): { merge: boolean; wasWhiteout: boolean } {
     const abs = this.#abs(rel);
@@ -725,7 +733,10 @@ function errnoCode(err: unknown): string | undefined {
 }
 
 class NotImplementedTypeError extends Error {
-  constructor(readonly typeflag: string) {
+  constructor(
+    readonly typeflag: string,
+    readonly format = '',
+  ) {
     super(`tar entry type ${JSON.stringify(typeflag)}`);
   }
 }
@@ -737,7 +748,7 @@ function entryError(name: string, err: unknown): unknown {
     return err;
   }
   if (err instanceof NotImplementedTypeError) {
-    return notImplementedType(name, err.typeflag);
+    return notImplementedType(name, err.typeflag, err.format);
   }
   const where = JSON.stringify(name);
   return new MinidockError('ERR_UNPACK', `apply layer entry ${where}: ${messageOf(err)}`, {
@@ -752,9 +763,10 @@ const typeNames: Record<string, string> = {
   V: 'GNU volume header',
 };
 
-function notImplementedType(name: string, typeflag: string): MinidockError {
-  const what = typeNames[typeflag] ?? `type ${JSON.stringify(typeflag)}`;
-  return new NotImplementedError(`tar entry ${what} (entry ${JSON.stringify(name)})`, {
-    hint: 'repack the layer with a standard tar writer (GNU tar --format=posix, Go archive/tar)',
+function notImplementedType(name: string, typeflag: string, format: string): MinidockError {
+  const known = typeNames[typeflag];
+  const what = known === undefined ? `type ${JSON.stringify(typeflag)}` : `${format} ${known}`;
+  return new NotImplementedError(`tar entry ${what.trim()} (entry ${JSON.stringify(name)})`, {
+    hint: 'repack the layer without sparse or GNU-only entries (Go archive/tar, GNU tar -H posix)',
   });
 }

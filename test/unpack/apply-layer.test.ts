@@ -425,6 +425,19 @@ describe('applyLayer', { skip: needRoot }, () => {
     );
   });
 
+  it('refuses PAX-format GNU sparse files with NotImplementedError', async () => {
+    const { layer } = newCase();
+    const pax = { 'GNU.sparse.major': '1', 'GNU.sparse.minor': '0', 'GNU.sparse.realsize': '9' };
+    await assert.rejects(
+      apply([{ name: 'GNUSparseFile.0/s', content: '1\n0\n4\nxxxx', pax }], layer),
+      (err: unknown) => {
+        assert.ok(err instanceof NotImplementedError);
+        assert.match((err as Error).message, /PAX GNU sparse file/);
+        return true;
+      },
+    );
+  });
+
   it('fails a corrupt tar with a MinidockError', async () => {
     const { layer } = newCase();
     const tar = await makeTar([{ name: 'f', content: 'x' }]);
