@@ -60,7 +60,7 @@ export interface PullResult {
   record: ImageRecord;
   /** The digest the reference resolved to: the index's when there was one, else the manifest's. */
   digest: Digest;
-  /** True when every blob and layer was already in the store. */
+  /** True when the store already held the image under this reference. */
   upToDate: boolean;
 }
 
@@ -105,6 +105,7 @@ export async function pullImage(store: Store, ref: Reference, options: PullOptio
     }
 
     let fetched = 0;
+    const tagKey = ref.tag === undefined ? undefined : `${ref.registry}/${ref.repository}:${ref.tag}`;
     const jobs = manifest.layers.map((layer, i) => async () => {
       if (await ensureLayer(store, client, ref, layer, diffIDs[i]!, options)) fetched++;
     });
@@ -112,6 +113,7 @@ export async function pullImage(store: Store, ref: Reference, options: PullOptio
 
     const id = manifest.config.digest;
     const digest = resolved.indexDigest ?? resolved.manifestDigest;
+    let tagged = false;
     const record = await withLock(store, metadataLock, async () => {
       // A concurrent rmi may have removed a shared layer after we found it.
       for (const d of diffIDs) {
@@ -122,6 +124,8 @@ export async function pullImage(store: Store, ref: Reference, options: PullOptio
         }
       }
       const old = await readImageRecord(store, id);
+      const repos = await readRepositories(store);
+      tagged = old !== undefined && (tagKey === undefined || repos[tagKey] === id);
       const repoDigest = `${ref.registry}/${ref.repository}@${digest}`;
       const rec: ImageRecord = {
         id,
@@ -137,14 +141,13 @@ export async function pullImage(store: Store, ref: Reference, options: PullOptio
         pulled: new Date().toISOString(),
       };
       await writeImageRecord(store, rec);
-      if (ref.tag !== undefined) {
-        const repos = await readRepositories(store);
-        repos[`${ref.registry}/${ref.repository}:${ref.tag}`] = id;
+      if (tagKey !== undefined) {
+        repos[tagKey] = id;
         await writeRepositories(store, repos);
       }
       return rec;
     });
-    return { record, digest, upToDate: fetched === 0 };
+    return { record, digest, upToDate: fetched === 0 && tagged };
   } finally {
     await client.close();
   }

@@ -2,8 +2,8 @@
  * Creating and running a container: the record in the store, the writable
  * layer, the cgroups, then the native executor.
  */
-import { readFile } from 'node:fs/promises';
-import { relative } from 'node:path';
+import { chown, lstat, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { join, relative } from 'node:path';
 import type { Digest } from '../digest.js';
 import { MinidockError } from '../errors.js';
 import type { ImageConfig } from '../image/index.js';
@@ -65,8 +65,9 @@ export async function runContainer(store: Store, options: RunOptions): Promise<n
   const args = buildArgs(cc, options.entrypoint, options.args);
   const overrides: string[] = [];
   for (const file of options.envFiles) {
-    const text = await readFile(file, 'utf8').catch((err: Error) => {
-      throw new MinidockError('ERR_BAD_ENV', `read env file ${JSON.stringify(file)}: ${err.message}`);
+    const text = await readFile(file, 'utf8').catch((err: NodeJS.ErrnoException) => {
+      const why = err.code === 'ENOENT' ? 'no such file or directory' : err.code === 'EISDIR' ? 'is a directory' : err.message;
+      throw new MinidockError('ERR_BAD_ENV', `read env file ${JSON.stringify(file)}: ${why}`);
     });
     overrides.push(...parseEnvFile(text, file));
   }
@@ -127,6 +128,7 @@ export async function runContainer(store: Store, options: RunOptions): Promise<n
   const dir = containerDir(store, id);
   let cgroup: ContainerCgroup | undefined;
   try {
+    await writeEtcFiles(join(dir, 'upper'), lowers, hostname);
     cgroup = await ContainerCgroup.create(id, options.limits);
     const layersRoot = store.path('layers');
     const data = [
@@ -171,8 +173,14 @@ export async function runContainer(store: Store, options: RunOptions): Promise<n
     rec.pid = undefined;
     rec.finished = new Date().toISOString();
     await cgroup?.remove().catch((err: Error) => logger.warn(`remove cgroup of ${id.slice(0, 12)}: ${err.message}`));
-    if (options.autoRemove) await removeContainerDir(store, id);
-    else await writeContainer(store, rec);
+    if (options.autoRemove) {
+      await removeContainerDir(store, id);
+    } else {
+      // `rm -f` may have removed the container while it ran: nothing to record then.
+      await writeContainer(store, rec).catch((err: NodeJS.ErrnoException) => {
+        if (err.code !== 'ENOENT') throw err;
+      });
+    }
   }
 }
 
@@ -195,4 +203,34 @@ function opaqueCheck(): (dir: string) => Promise<boolean> {
     const v = lgetxattr(dir, 'trusted.overlay.opaque');
     return v !== undefined && v.toString() === 'y';
   };
+}
+
+/**
+ * Gives the container its own /etc/hostname and /etc/hosts, as Docker does,
+ * by writing them into its writable layer before the overlay is mounted.
+ * upper/etc copies the mode and owner of the image's /etc, since overlay
+ * shows the upper directory's attributes for a merged directory.
+ */
+async function writeEtcFiles(upper: string, lowers: string[], hostname: string): Promise<void> {
+  let mode = 0o755;
+  let uid = 0;
+  let gid = 0;
+  for (const lower of lowers) {
+    const st = await lstat(join(lower, 'etc')).catch(() => undefined);
+    if (st === undefined) continue;
+    if (!st.isDirectory()) return; // /etc is deleted or not a directory: leave the image's choice alone
+    mode = st.mode & 0o7777;
+    uid = st.uid;
+    gid = st.gid;
+    break;
+  }
+  const etc = join(upper, 'etc');
+  await mkdir(etc, { mode });
+  await chown(etc, uid, gid);
+  await writeFile(join(etc, 'hostname'), `${hostname}\n`, { mode: 0o644 });
+  await writeFile(
+    join(etc, 'hosts'),
+    `127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.0.1\t${hostname}\n`,
+    { mode: 0o644 },
+  );
 }

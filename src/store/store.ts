@@ -15,7 +15,7 @@
  * by rename from tmp/, so a crash never leaves a partial entry under a final
  * name.
  */
-import { mkdir, readFile, writeFile, rename, open } from 'node:fs/promises';
+import { mkdir, readFile, writeFile, rename, open, unlink } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { MinidockError } from '../errors.js';
@@ -87,14 +87,19 @@ export class Store {
  */
 export async function writeAtomic(store: Store, path: string, data: string | Uint8Array): Promise<void> {
   const tmp = store.tmpPath('write');
-  const fh = await open(tmp, 'w', 0o644);
   try {
-    await fh.writeFile(data);
-    await fh.sync();
-  } finally {
-    await fh.close();
+    const fh = await open(tmp, 'w', 0o644);
+    try {
+      await fh.writeFile(data);
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await rename(tmp, path);
+  } catch (err) {
+    await unlink(tmp).catch(() => {});
+    throw err;
   }
-  await rename(tmp, path);
 }
 
 /** Reads and parses a JSON file, or returns undefined when it does not exist. */

@@ -73,6 +73,19 @@ describe('minidock pull and run', { skip }, () => {
     assert.equal(named.stdout, 'box1\n');
   });
 
+  test('/etc/hostname and /etc/hosts name the container', async () => {
+    const r = await cli(['run', '--rm', '--hostname', 'box2', busybox, 'sh', '-c', 'cat /etc/hostname; grep -c box2 /etc/hosts; stat -c %a /etc']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(r.stdout.trim().split('\n'), ['box2', '1', '755']);
+  });
+
+  test('a missing --env-file is minidock\'s own error, on one line', async () => {
+    const r = await cli(['run', '--rm', '--env-file', '/nonexistent/env', busybox, 'true']);
+    assert.equal(r.code, 125);
+    assert.match(r.stderr, /^minidock: read env file "\/nonexistent\/env": .*no such file/i);
+    assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+  });
+
   test('the command is PID 1 and sees only the container\'s processes', async () => {
     // The trailing `true` keeps the shell from exec'ing ps in its place.
     const r = await cli(['run', '--rm', busybox, 'sh', '-c', 'echo $$; ps -o pid,comm; true']);
@@ -184,6 +197,22 @@ describe('minidock pull and run', { skip }, () => {
     assert.equal(r.code, 137);
     assert.match((await cli(['ps', '-a'])).stdout, new RegExp(`Exited \\(137\\).*${name}`));
     assert.equal((await cli(['rm', name])).code, 0);
+  });
+
+  test('rm -f of a running container kills it; its run exits 137 without a trace', async () => {
+    const name = `rmf-${process.pid}`;
+    const running = cli(['run', '--name', name, busybox, 'sleep', '30']);
+    let removed = false;
+    for (let i = 0; i < 100 && !removed; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      const ps = await cli(['ps']);
+      if (ps.stdout.includes(name)) removed = (await cli(['rm', '-f', name])).code === 0;
+    }
+    assert.ok(removed, 'rm -f succeeded while the container ran');
+    const r = await running;
+    assert.equal(r.code, 137, r.stderr);
+    assert.doesNotMatch(r.stderr, /internal error|\n\s+at /);
+    assert.doesNotMatch((await cli(['ps', '-a'])).stdout, new RegExp(name));
   });
 
   test('a fork loop stops at --pids-limit', async () => {

@@ -59,7 +59,7 @@ export function runCli(args: string[], opts: RunCliOptions = {}): Promise<CliRes
   env.MINIDOCK_ROOT = root;
 
   return new Promise((resolveRun, reject) => {
-    const child = spawn(process.execPath, [cliPath, ...args], {
+    const child = spawn(process.execPath, ['--', cliPath, ...args], {
       cwd: repoRoot,
       env,
       stdio: ['pipe', 'pipe', 'pipe'],

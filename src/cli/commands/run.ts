@@ -2,6 +2,7 @@
  * `minidock run [OPTIONS] IMAGE [COMMAND] [ARG...]`
  */
 import { MinidockError } from '../../errors.js';
+import { formatPlatform } from '../../image/index.js';
 import { parseReference } from '../../reference.js';
 import { parseBytes } from '../../runtime/cgroups.js';
 import { runContainer } from '../../runtime/run.js';
@@ -74,6 +75,11 @@ export async function runCommand(ctx: Context, image: string, args: string[], fl
 
   const store = await ctx.store();
   let record = flags.pull === 'always' ? undefined : await lookupImage(store, image, parseReference);
+  const wanted = platformFlag(flags.platform);
+  if (record && wanted && formatPlatform(record.platform) !== formatPlatform({ ...record.platform, ...wanted })) {
+    // The store holds the image for another platform: fetch the one asked for.
+    record = undefined;
+  }
   if (record === undefined) {
     if (flags.pull === 'never' || ref === undefined) {
       throw new MinidockError('ERR_NOT_FOUND', `no such image: ${image}`, {
