@@ -19,6 +19,19 @@ describe('decompressor', () => {
     assert.ok(out.equals(payload));
   });
 
+  it('gunzips data spanning many output chunks', async () => {
+    // 3 MiB of varied bytes: several of the decompressor's output chunks.
+    const big = Buffer.alloc(3 * 1024 * 1024 + 17);
+    for (let i = 0; i < big.length; i++) {
+      big[i] = (i * 2654435761) >>> 24;
+    }
+    const gz = zlib.gzipSync(big);
+    const pieces = [gz.subarray(0, 1000), gz.subarray(1000, 70_000), gz.subarray(70_000)];
+    const out = await buffer(Readable.from(pieces).pipe(decompressor('gzip')));
+    assert.equal(out.length, big.length);
+    assert.ok(out.equals(big));
+  });
+
   it('fails corrupt gzip data', async () => {
     const bad = zlib.gzipSync(payload).subarray(0, 40);
     await assert.rejects(buffer(Readable.from([bad]).pipe(decompressor('gzip'))));
