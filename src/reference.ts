@@ -63,6 +63,8 @@ export function parseReference(s: string): Reference {
   const first = parts[0]!;
   if (parts.length > 1 && (first.includes('.') || first.includes(':') || first === 'localhost')) {
     if (!hostPattern.test(first)) fail(`registry host ${JSON.stringify(first)} is not a valid host[:port]`);
+    const port = /:([0-9]+)$/.exec(first)?.[1];
+    if (port !== undefined && (Number(port) < 1 || Number(port) > 65535)) fail(`registry port ${port} is not in 1-65535`);
     registry = first;
     parts.shift();
   }

@@ -20,7 +20,7 @@ describe('parseReference', () => {
     ['[::1]:5000/x', '[::1]:5000/x:latest', '[::1]:5000/x'],
     [`busybox@sha256:${hex}`, `docker.io/library/busybox@sha256:${hex}`, 'busybox'],
     [`busybox:1.36@sha256:${hex}`, `docker.io/library/busybox:1.36@sha256:${hex}`, 'busybox'],
-    ['my-app__x.y/z', 'docker.io/my-app__x.y/z:latest', 'my-app__x.y/z'],
+    ['my-app__x/y.z', 'docker.io/my-app__x/y.z:latest', 'my-app__x/y.z'],
   ];
   for (const [input, full, familiar] of good) {
     test(`normalizes ${input}`, () => {
@@ -46,7 +46,9 @@ describe('parseReference', () => {
     ['busybox@sha256:1234', /digest/],
     [`busybox@md5:${hex}`, /digest/],
     [`busybox@sha256:${'A'.repeat(64)}`, /digest/],
-    ['host:99999999999999999999/x', /registry host|characters/],
+    ['host:99999999999999999999/x', /registry port/],
+    ['host:99999/x', /registry port 99999 is not in 1-65535/],
+    ['my-app__x.y/z', /registry host/],
   ];
   for (const [input, reason] of bad) {
     test(`refuses ${JSON.stringify(input)}`, () => {

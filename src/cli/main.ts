@@ -130,6 +130,9 @@ function report(err: unknown, debug: boolean): number {
 /** Runs the CLI with argv (process.argv shape) and exits with the right status. */
 export async function main(argv: string[]): Promise<void> {
   let status: number | undefined;
+  // Should the event loop ever drain before a command settles, that is
+  // minidock's failure, not success.
+  process.exitCode = exitStatus.ownError;
   const program = buildProgram((code) => {
     status = code;
   });

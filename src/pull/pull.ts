@@ -33,6 +33,8 @@ import {
   commitLayer,
   hasLayer,
   metadataLock,
+  readLayerRecord,
+  writeLayerRecord,
   readRepositories,
   readImageRecord,
   statBlob,
@@ -73,6 +75,7 @@ export async function pullImage(store: Store, ref: Reference, options: PullOptio
   const logger = options.logger ?? silentLogger;
   const platform = options.platform ?? hostPlatform();
   const client = new RegistryClient({ logger, ...options.registry });
+  await sweepTmp(store);
   try {
     const resolved = await client.resolve(ref, platform, { signal: options.signal });
     logger.info(`resolved ${formatReference(ref)} to ${resolved.indexDigest ?? resolved.manifestDigest}`);
@@ -99,9 +102,11 @@ export async function pullImage(store: Store, ref: Reference, options: PullOptio
       );
     }
     if (config.os !== platform.os || config.architecture !== platform.architecture) {
-      logger.warn(
-        `image platform ${formatPlatform(config)} does not match the requested ${formatPlatform(platform)}`,
-      );
+      const msg = `image ${formatReference(ref)} is for ${formatPlatform(config)}, not the ${options.platform ? 'specified' : "host's"} platform ${formatPlatform(platform)}`;
+      // Asked for by name, a platform is a requirement; by default, as in
+      // Docker, an image for another platform is pulled with a warning.
+      if (options.platform) throw new MinidockError('ERR_NO_PLATFORM', `pull: ${msg}`);
+      logger.warn(msg);
     }
 
     let fetched = 0;
@@ -148,6 +153,10 @@ export async function pullImage(store: Store, ref: Reference, options: PullOptio
       return rec;
     });
     return { record, digest, upToDate: fetched === 0 && tagged };
+  } catch (err) {
+    if (err instanceof MinidockError) throw err;
+    // Errors from below (sockets, streams) become one line naming the pull.
+    throw new MinidockError('ERR_PULL', `pull ${formatReference(ref)}: ${(err as Error).message}`, { cause: err });
   } finally {
     await client.close();
   }
@@ -207,8 +216,12 @@ async function ensureLayer(
 
   return withLock(store, `layer-${hexOf(diffID)}`, async () => {
     const haveBlob = (await statBlob(store, layer.digest)) === layer.size;
-    const haveLayer = await hasLayer(store, diffID);
-    if (haveBlob && haveLayer) {
+    const record = await readLayerRecord(store, diffID);
+    // A stored layer counts for this blob only once this blob was seen to
+    // decompress to it: a config cannot borrow another image's layer by
+    // naming its diffID.
+    const linked = record?.blobs?.includes(layer.digest) ?? false;
+    if (haveBlob && linked) {
       event('exists', layer.size);
       return false;
     }
@@ -217,12 +230,9 @@ async function ensureLayer(
     const tmpBlob = store.tmpPath(`blob-${hexOf(layer.digest).slice(0, 12)}`);
     const tmpLayer = store.tmpPath(`layer-${hexOf(diffID).slice(0, 12)}`);
     try {
-      let source: Readable;
-      if (haveBlob) {
-        source = createReadStream(blobPath(store, layer.digest));
-      } else {
-        source = (await client.openBlob(ref, layer, { signal: options.signal })).body;
-      }
+      const source: Readable = haveBlob
+        ? createReadStream(blobPath(store, layer.digest))
+        : (await client.openBlob(ref, layer, { signal: options.signal })).body;
 
       const compressed = new DigestingStream({ limit: { bytes: layer.size, what: `layer ${layer.digest}` } });
       let lastReport = 0;
@@ -235,63 +245,74 @@ async function ensureLayer(
       });
 
       // Two legs share the hashed network stream: the download (to the temp
-      // blob) and the unpack. When the unpack fails, the download still runs
-      // to its end, so that a corrupted blob is reported as a digest
-      // mismatch rather than as whatever the tar parser tripped on.
-      const streams: { destroy(err?: Error): void }[] = [source, compressed];
-      let uncompressed: DigestingStream | undefined;
-      let stats: { entries: number; bytes: number } | undefined;
+      // blob) and the unpack (or, when the layer is stored already, only its
+      // diffID check). When the unpack fails, the download still runs to its
+      // end, so that a corrupted blob is reported as a digest mismatch rather
+      // than as whatever the tar parser tripped on. When the download fails,
+      // the unpack is stopped with it.
+      const input = new PassThrough({ highWaterMark: 1 << 20 });
+      const uncompressed = new DigestingStream();
+      const tail = new TarTailStream();
+      tail.onRepair = (what) => options.logger?.info(`layer ${layer.digest} ends without ${what}; reading it as Docker does`);
       let unpackError: unknown;
-      const unpack: Promise<unknown>[] = [];
-      if (!haveLayer) {
+      const stopUnpack = (err: unknown) => {
+        if (unpackError !== undefined) return;
+        unpackError = err;
+        compressed.unpipe(input);
+        compressed.resume();
+        for (const s of [input, uncompressed, tail]) s.destroy();
+      };
+      compressed.pipe(input);
+
+      let stats: { entries: number; bytes: number } | undefined;
+      const unpack: Promise<unknown>[] = [pipeline(input, decompressor(compression), uncompressed, tail).catch(stopUnpack)];
+      if (record === undefined) {
         const diff = join(tmpLayer, 'diff');
         await mkdir(diff, { recursive: true, mode: 0o755 });
-        const input = new PassThrough({ highWaterMark: 1 << 20 });
-        const diffStream = new DigestingStream();
-        uncompressed = diffStream;
-        compressed.pipe(input);
-        const stopUnpack = (err: unknown) => {
-          if (unpackError !== undefined) return;
-          unpackError = err;
-          compressed.unpipe(input);
-          compressed.resume();
-          input.destroy();
-          diffStream.destroy();
-          tail.destroy();
-        };
-        const tail = new TarTailStream();
-        tail.onRepair = (what) =>
-          options.logger?.info(`layer ${layer.digest} ends without ${what}; reading it as Docker does`);
-        unpack.push(pipeline(input, decompressor(compression), diffStream, tail).catch(stopUnpack));
         unpack.push(
           applyLayer(tail, diff, { logger: options.logger, signal: options.signal }).then((s) => {
             stats = s;
           }, stopUnpack),
         );
+      } else {
+        tail.resume();
       }
+
       // Data starts flowing only now, once both legs are attached.
       const download: Promise<unknown>[] = [];
       if (!haveBlob) download.push(pipeline(compressed, createWriteStream(tmpBlob, { mode: 0o644 })));
       download.push(pipeline(source, compressed));
-      const [downloaded] = await Promise.allSettled([allOrDestroy(download, streams), Promise.all(unpack)]);
+      const [downloaded] = await Promise.allSettled([
+        allOrDestroy(download, [source, compressed]).catch((err) => {
+          stopUnpack(err);
+          throw err;
+        }),
+        Promise.all(unpack),
+      ]);
       if (downloaded.status === 'rejected') throw downloaded.reason;
       compressed.verify(`layer ${layer.digest}`, layer.digest, layer.size);
       if (unpackError !== undefined) throw unpackError;
 
       event('verifying', compressed.size);
-      uncompressed?.verify(`diffID of layer ${layer.digest}`, diffID);
+      uncompressed.verify(`diffID of layer ${layer.digest}`, diffID);
 
       if (!haveBlob) await commitBlobFile(store, tmpBlob, layer.digest);
-      if (!haveLayer) {
+      if (record === undefined) {
         await commitLayer(store, tmpLayer, {
           diffID,
           size: stats?.bytes ?? 0,
           entries: stats?.entries ?? 0,
           unpacked: new Date().toISOString(),
+          blobs: [layer.digest],
         });
+      } else if (!linked) {
+        await writeLayerRecord(store, { ...record, blobs: [...(record.blobs ?? []), layer.digest] });
       }
       event('complete', layer.size);
       return true;
+    } catch (err) {
+      if (err instanceof MinidockError) throw err;
+      throw new MinidockError('ERR_PULL', `pull layer ${layer.digest}: ${(err as Error).message}`, { cause: err });
     } finally {
       await unlink(tmpBlob).catch(() => {});
       await rm(tmpLayer, { recursive: true, force: true }).catch(() => {});
@@ -313,4 +334,23 @@ async function allOrDestroy(legs: Promise<unknown>[], streams: { destroy(err?: E
     ),
   );
   if (first !== undefined) throw first;
+}
+
+/**
+ * Removes what killed pulls left in tmp/: entries are named
+ * "<prefix>.<pid>.<random>", and an entry whose process is gone is garbage.
+ */
+async function sweepTmp(store: Store): Promise<void> {
+  const { readdir } = await import('node:fs/promises');
+  for (const name of await readdir(store.path('tmp')).catch(() => [] as string[])) {
+    const pid = Number(name.split('.').at(-2));
+    if (!Number.isInteger(pid) || pid <= 0 || pid === process.pid) continue;
+    try {
+      process.kill(pid, 0);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ESRCH') {
+        await rm(store.path('tmp', name), { recursive: true, force: true }).catch(() => {});
+      }
+    }
+  }
 }

@@ -2,7 +2,7 @@
  * Creating and running a container: the record in the store, the writable
  * layer, the cgroups, then the native executor.
  */
-import { chown, lstat, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { chown, lstat, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import type { Digest } from '../digest.js';
 import { MinidockError } from '../errors.js';
@@ -65,7 +65,7 @@ export async function runContainer(store: Store, options: RunOptions): Promise<n
   const args = buildArgs(cc, options.entrypoint, options.args);
   const overrides: string[] = [];
   for (const file of options.envFiles) {
-    const text = await readFile(file, 'utf8').catch((err: NodeJS.ErrnoException) => {
+    const text = await readEnvFile(file).catch((err: NodeJS.ErrnoException) => {
       const why = err.code === 'ENOENT' ? 'no such file or directory' : err.code === 'EISDIR' ? 'is a directory' : err.message;
       throw new MinidockError('ERR_BAD_ENV', `read env file ${JSON.stringify(file)}: ${why}`);
     });
@@ -233,4 +233,12 @@ async function writeEtcFiles(upper: string, lowers: string[], hostname: string):
     `127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.0.1\t${hostname}\n`,
     { mode: 0o644 },
   );
+}
+
+/** Reads an env file, refusing anything but a regular file of at most 1 MiB. */
+async function readEnvFile(file: string): Promise<string> {
+  const st = await stat(file);
+  if (!st.isFile()) throw Object.assign(new Error('not a regular file'), { code: st.isDirectory() ? 'EISDIR' : 'EINVAL' });
+  if (st.size > 1 << 20) throw Object.assign(new Error('larger than 1 MiB'), { code: 'EFBIG' });
+  return readFile(file, 'utf8');
 }

@@ -9,7 +9,7 @@
  */
 import { rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { hexOf, type DiffID } from '../digest.js';
+import { hexOf, type Digest, type DiffID } from '../digest.js';
 import { readJSON, writeJSON, type Store } from './store.js';
 
 /** What layer.json records of an unpacked layer. */
@@ -19,6 +19,8 @@ export interface LayerRecord {
   size: number;
   entries: number;
   unpacked: string;
+  /** Layer blobs (compressed digests) verified to decompress to this layer. */
+  blobs?: Digest[];
 }
 
 /** Returns layers/<hex>, the directory of one layer (diff/ and layer.json inside). */
@@ -44,6 +46,11 @@ export async function hasLayer(store: Store, diffID: DiffID): Promise<boolean> {
 
 export function readLayerRecord(store: Store, diffID: DiffID): Promise<LayerRecord | undefined> {
   return readJSON<LayerRecord>(join(layerDir(store, diffID), 'layer.json'));
+}
+
+/** Rewrites a stored layer's layer.json. Call with the layer's lock held. */
+export function writeLayerRecord(store: Store, rec: LayerRecord): Promise<void> {
+  return writeJSON(store, join(layerDir(store, rec.diffID), 'layer.json'), rec);
 }
 
 /**

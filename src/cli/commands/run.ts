@@ -1,6 +1,7 @@
 /**
  * `minidock run [OPTIONS] IMAGE [COMMAND] [ARG...]`
  */
+import { availableParallelism } from 'node:os';
 import { MinidockError } from '../../errors.js';
 import { formatPlatform } from '../../image/index.js';
 import { parseReference } from '../../reference.js';
@@ -40,14 +41,15 @@ function limitsFrom(flags: RunFlags): ContainerLimits {
   }
   if (flags.cpus !== undefined) {
     const cpus = Number(flags.cpus);
-    if (!Number.isFinite(cpus) || cpus <= 0) {
-      throw new MinidockError('ERR_BAD_FLAG', `invalid --cpus ${JSON.stringify(flags.cpus)}: want a positive number such as 0.5`);
+    const max = availableParallelism();
+    if (!Number.isFinite(cpus) || cpus < 0.01 || cpus > max) {
+      throw new MinidockError('ERR_BAD_FLAG', `invalid --cpus ${JSON.stringify(flags.cpus)}: the range of CPUs is from 0.01 to ${max}`);
     }
     limits.cpus = cpus;
   }
   if (flags.pidsLimit !== undefined) {
     const n = Number(flags.pidsLimit);
-    if (!Number.isInteger(n)) {
+    if (!Number.isSafeInteger(n) || n < -1) {
       throw new MinidockError('ERR_BAD_FLAG', `invalid --pids-limit ${JSON.stringify(flags.pidsLimit)}: want a whole number (0 or -1 for no limit)`);
     }
     limits.pidsLimit = n;
