@@ -10,6 +10,7 @@
 #include <grp.h>
 #include <limits.h>
 #include <net/if.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -120,14 +121,23 @@ static void make_cwd(const char *cwd)
 		child_fail("cwd", errno, "chdir `%s`", cwd);
 }
 
+/*
+ * Identity and privileges, in this order: the seccomp filter while
+ * CAP_SYS_ADMIN still allows it without no_new_privs, the bounding set
+ * while CAP_SETPCAP is still effective, then the ids, then the process's
+ * own capability sets (setuid to a non-zero uid has already emptied them).
+ */
 static void set_identity(const struct config *cfg)
 {
+	install_seccomp();
+	drop_bounding_caps();
 	if (setgroups(cfg->ngroups, cfg->groups) < 0)
 		child_fail("user", errno, "setgroups");
 	if (setgid(cfg->gid) < 0)
 		child_fail("user", errno, "setgid %u", (unsigned)cfg->gid);
 	if (setuid(cfg->uid) < 0)
 		child_fail("user", errno, "setuid %u", (unsigned)cfg->uid);
+	set_process_caps(cfg->uid);
 	/* A change of credentials clears the death signal; set it again. */
 	set_death_signal();
 }
@@ -244,6 +254,9 @@ void child_main(const struct config *cfg, int sock)
 	parent_sock = sock;
 	set_death_signal();
 	wait_for_parent(sock);
+	/* Now in its cgroups: make them the root of what the container sees. */
+	if (unshare(CLONE_NEWCGROUP) < 0)
+		child_fail("cgroup", errno, "unshare CLONE_NEWCGROUP");
 	umask(0);
 
 	setup_rootfs(cfg);

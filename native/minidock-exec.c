@@ -3,9 +3,9 @@
  * parent's supervision loop (signal forwarding, pty relay, exit status).
  *
  * Usage:
- *   minidock-exec --log-fd FD [--mount-cwd DIR] --overlay DATA --rootfs DIR
- *                 [--hostname NAME] [--cwd PATH] [--uid N] [--gid N]
- *                 [--groups 1,2,3] [--env K=V]... [--cgroup-procs FILE]...
+ *   minidock-exec --log-fd FD [--parent-pid PID] [--mount-cwd DIR]
+ *                 --overlay DATA --rootfs DIR [--hostname NAME] [--cwd PATH]
+ *                 [--uid N] [--gid N] [--groups 1,2,3] [--env K=V]... [--cgroup-procs FILE]...
  *                 [--tty] [--stdin] -- ARGV...
  */
 #define _GNU_SOURCE
@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -103,6 +104,8 @@ static void parse_args(struct config *cfg, int argc, char **argv)
 			die("args", "parse `%s`: missing value", a);
 		if (strcmp(a, "--log-fd") == 0)
 			; /* handled by find_log_fd */
+		else if (strcmp(a, "--parent-pid") == 0)
+			cfg->parent_pid = (pid_t)parse_uint(a, v, INT_MAX);
 		else if (strcmp(a, "--mount-cwd") == 0)
 			cfg->mount_cwd = v;
 		else if (strcmp(a, "--overlay") == 0)
@@ -312,6 +315,19 @@ static int supervise(const struct config *cfg, pid_t pid, int sigfd, int master)
 	return status;
 }
 
+/*
+ * The helper dies with the process that started it, and the container with
+ * the helper (child.c), so killing minidock leaves nothing running. A parent
+ * that died before the prctl took effect shows as a changed parent pid.
+ */
+static void follow_parent(const struct config *cfg)
+{
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
+		die("prctl", "prctl PR_SET_PDEATHSIG: %s", strerror(errno));
+	if (cfg->parent_pid > 0 && getppid() != cfg->parent_pid)
+		die("prctl", "parent %d exited before the helper started", (int)cfg->parent_pid);
+}
+
 int main(int argc, char **argv)
 {
 	static struct config cfg;
@@ -326,6 +342,7 @@ int main(int argc, char **argv)
 		return EXIT_SETUP;
 	log_set_fd(cfg.log_fd);
 	parse_args(&cfg, argc, argv);
+	follow_parent(&cfg);
 
 	/* The host side may close its end of a relay; that must not kill us. */
 	if (signal(SIGPIPE, SIG_IGN) == SIG_ERR)

@@ -30,6 +30,7 @@ struct config {
 	const char *rootfs;
 	const char *hostname;
 	const char *cwd;
+	pid_t parent_pid;
 	uid_t uid;
 	gid_t gid;
 	gid_t *groups;
@@ -88,6 +89,13 @@ __attribute__((noreturn)) void child_fail(const char *step, int err, const char 
 
 /* mounts.c: root filesystem set-up inside the new mount namespace. */
 void setup_rootfs(const struct config *cfg);
+
+/* security.c: capabilities and seccomp, in the child before exec. */
+/* Drops every capability outside the kept set from the bounding set; clears ambient. */
+void drop_bounding_caps(void);
+/* After setuid: effective and permitted become the kept set for uid 0, empty otherwise. */
+void set_process_caps(uid_t uid);
+void install_seccomp(void);
 
 /* tty.c */
 void child_setup_tty(const struct config *cfg, int sock);

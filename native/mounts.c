@@ -1,7 +1,8 @@
 /*
  * The container's root filesystem, built inside its own mount namespace:
- * overlay, /proc, a fresh /dev, read-only /sys, then pivot_root so that
- * nothing of the host stays reachable.
+ * overlay (nodev), /proc, a fresh /dev, read-only /sys, then pivot_root so
+ * that nothing of the host stays reachable, then the masked and read-only
+ * parts of /proc and /sys.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -116,6 +117,60 @@ static void pivot(const char *rootfs)
 		child_fail("pivot_root", errno, "chdir `/`");
 }
 
+/* Hidden as Docker hides them: host-wide kernel state, or a way to change it. */
+static const char *const masked_paths[] = {
+	"/proc/asound", "/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+	"/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
+	"/sys/firmware", "/sys/devices/virtual/powercap",
+};
+
+/* Readable but not writable, since they are not (or not all) namespaced. */
+static const char *const readonly_paths[] = {
+	"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger",
+};
+
+/* A file gets /dev/null over it; a directory an empty read-only tmpfs. */
+static void mask_path(const char *path)
+{
+	struct stat st;
+
+	if (stat(path, &st) < 0) {
+		if (errno == ENOENT)
+			return;
+		child_fail("mount", errno, "stat `%s`", path);
+	}
+	if (S_ISDIR(st.st_mode))
+		do_mount("tmpfs", path, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
+			 "size=0,mode=755");
+	else if (mount("/dev/null", path, NULL, MS_BIND, NULL) < 0)
+		child_fail("mount", errno, "mount bind `/dev/null` over `%s`", path);
+}
+
+/*
+ * A bind remount replaces the mount's flags: the proc ones (nosuid, nodev,
+ * noexec) are given again with MS_RDONLY so they are not lost.
+ */
+static void make_readonly(const char *path)
+{
+	if (mount(path, path, NULL, MS_BIND | MS_REC, NULL) < 0) {
+		if (errno == ENOENT)
+			return;
+		child_fail("mount", errno, "mount bind `%s`", path);
+	}
+	if (mount(NULL, path, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
+		  NULL) < 0)
+		child_fail("mount", errno, "remount read-only `%s`", path);
+}
+
+/* After pivot_root, so the paths are the container's and /dev/null is ours. */
+static void protect_kernel_paths(void)
+{
+	for (size_t i = 0; i < sizeof(masked_paths) / sizeof(masked_paths[0]); i++)
+		mask_path(masked_paths[i]);
+	for (size_t i = 0; i < sizeof(readonly_paths) / sizeof(readonly_paths[0]); i++)
+		make_readonly(readonly_paths[i]);
+}
+
 void setup_rootfs(const struct config *cfg)
 {
 	char path[PATH_MAX];
@@ -127,7 +182,8 @@ void setup_rootfs(const struct config *cfg)
 	/* DATA may hold lowerdir paths relative to mount_cwd (one-page limit). */
 	if (cfg->mount_cwd && chdir(cfg->mount_cwd) < 0)
 		child_fail("mount", errno, "chdir `%s`", cfg->mount_cwd);
-	do_mount("overlay", cfg->rootfs, "overlay", 0, cfg->overlay);
+	/* Device nodes shipped in image layers stay inert; /dev is our own tmpfs. */
+	do_mount("overlay", cfg->rootfs, "overlay", MS_NODEV, cfg->overlay);
 
 	join(path, cfg->rootfs, "proc");
 	ensure_mount_point(path);
@@ -140,4 +196,5 @@ void setup_rootfs(const struct config *cfg)
 	do_mount("sysfs", path, "sysfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
 
 	pivot(cfg->rootfs);
+	protect_kernel_paths();
 }

@@ -260,7 +260,8 @@ async function ensureLayer(
         unpackError = err;
         compressed.unpipe(input);
         compressed.resume();
-        for (const s of [input, uncompressed, tail]) s.destroy();
+        const reason = err instanceof Error ? err : new Error(String(err));
+        for (const s of [input, uncompressed, tail]) s.destroy(reason);
       };
       compressed.pipe(input);
 

@@ -12,6 +12,8 @@
  *   aimed at the Node process alone does not reach the container.
  * - The container pid handed to onStart is a host pid; killing it after the
  *   helper has reaped it could, in theory, hit a reused pid.
+ * - The helper dies with the thread that spawned it (PR_SET_PDEATHSIG), so
+ *   execute() called from a worker thread ties the container to that worker.
  */
 import { spawn } from 'node:child_process';
 import { constants as fsConstants } from 'node:fs';
@@ -201,7 +203,11 @@ export async function execute(spec: ExecSpec, options: ExecOptions = {}): Promis
 
   // Not the whole command line: environment values may hold secrets.
   logger.debug(`executor: run ${JSON.stringify(spec.args)} as ${spec.uid}:${spec.gid}`);
-  const child = spawn(bin, args, { stdio: ['inherit', 'inherit', 'inherit', 'pipe'] });
+  // The helper dies with this process; --parent-pid lets it notice that we
+  // died before it could ask for that.
+  const child = spawn(bin, ['--parent-pid', String(process.pid), ...args], {
+    stdio: ['inherit', 'inherit', 'inherit', 'pipe'],
+  });
 
   let containerPid: number | undefined;
   let exitStatus: number | undefined;

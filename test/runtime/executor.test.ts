@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { existsSync, readFileSync, readlinkSync, statSync } from 'node:fs';
 import { chmod, copyFile, mkdir, mkdtemp, readFile, rm, rmdir, stat, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -14,7 +14,26 @@ import { execError, executorArgs, executorPath, execute, type ExecSpec } from '.
 const RUN_BOUND = { timeout: 60_000 };
 
 const BUSYBOX = '/bin/busybox';
-const APPLETS = ['sh', 'ps', 'hostname', 'id', 'cat', 'ls', 'mount', 'sleep', 'true', 'touch', 'test', 'echo', 'env', 'pwd', 'grep'];
+const APPLETS = [
+  'sh', 'ps', 'hostname', 'id', 'cat', 'ls', 'mount', 'sleep', 'true', 'touch', 'test', 'echo', 'env', 'pwd', 'grep',
+  'mkdir', 'mknod', 'dmesg', 'unshare', 'wc', 'readlink',
+];
+
+// Docker's default capabilities without CAP_MKNOD, by number (linux/capability.h).
+const KEPT_CAPS = {
+  CHOWN: 0, DAC_OVERRIDE: 1, FOWNER: 3, FSETID: 4, KILL: 5, SETGID: 6, SETUID: 7, SETPCAP: 8,
+  NET_BIND_SERVICE: 10, NET_RAW: 13, SYS_CHROOT: 18, AUDIT_WRITE: 29, SETFCAP: 31,
+};
+const KEPT_MASK = Object.values(KEPT_CAPS)
+  .reduce((mask, cap) => mask | (1n << BigInt(cap)), 0n)
+  .toString(16)
+  .padStart(16, '0');
+
+const MASKED_PATHS = [
+  '/proc/asound', '/proc/acpi', '/proc/kcore', '/proc/keys', '/proc/latency_stats', '/proc/timer_list',
+  '/proc/timer_stats', '/proc/sched_debug', '/proc/scsi', '/sys/firmware', '/sys/devices/virtual/powercap',
+];
+const READONLY_PATHS = ['/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys', '/proc/sysrq-trigger'];
 
 function skipReason(): string | false {
   if (process.getuid?.() !== 0) return 'needs root (namespaces, mounts, cgroups)';
@@ -88,6 +107,8 @@ describe('execute', { skip }, () => {
     for (const applet of APPLETS) await symlink('busybox', join(lower, 'bin', applet));
     await writeFile(join(lower, 'etc/passwd'), 'root:x:0:0:root:/root:/bin/sh\nuser:x:1000:1000::/home/user:/bin/sh\n');
     await writeFile(join(lower, 'etc/group'), 'root:x:0:\nuser:x:1000:\n');
+    // A device node as an image layer could ship one: a copy of /dev/null.
+    execFileSync('mknod', ['-m', '666', join(lower, 'devnull-copy'), 'c', '1', '3']);
   });
 
   after(async () => {
@@ -278,7 +299,9 @@ describe('execute', { skip }, () => {
       .trim()
       .split('\n')
       .map((line) => line.split(' ')[4]);
-    assert.deepEqual(mountPoints, ['/', '/proc', '/dev', '/dev/pts', '/dev/shm', '/sys']);
+    // The container's /proc and /sys show what the host's do: same kernel.
+    const hidden = [...MASKED_PATHS, ...READONLY_PATHS].filter((p) => existsSync(p));
+    assert.deepEqual(mountPoints, ['/', '/proc', '/dev', '/dev/pts', '/dev/shm', '/sys', ...hidden]);
     // ls itself holds one more fd for the directory it lists.
     assert.deepEqual((await c.read('tmp/fds')).trim().split('\n').map(Number).slice(0, 3), [0, 1, 2]);
     assert.ok((await c.read('tmp/fds')).trim().split('\n').length <= 4);
@@ -320,11 +343,145 @@ describe('execute', { skip }, () => {
       });
       assert.equal(status, 0);
       assert.deepEqual(procs.trim().split('\n'), [String(started)]);
-      const lines = (await c.read('tmp/out')).split('\n');
-      const expected = parent === v1 ? `:pids:/${name}` : `::/${name}`;
-      assert.ok(lines.some((l) => l.endsWith(expected)), `cgroup lines: ${JSON.stringify(lines)}`);
+      // Its own cgroup namespace, rooted where it was put: every path is "/".
+      const lines = (await c.read('tmp/out')).trim().split('\n');
+      assert.ok(lines.length > 0 && lines.every((l) => /^\d+:[^:]*:\/$/.test(l)), `cgroup lines: ${JSON.stringify(lines)}`);
+      assert.ok(lines.some((l) => l.includes(parent === v1 ? ':pids:' : '::')), `cgroup lines: ${JSON.stringify(lines)}`);
     } finally {
       await rmdir(cg);
+    }
+  });
+
+  test('keeps only the default capabilities as root', RUN_BOUND, async () => {
+    const script = [
+      'grep -E "^Cap(Inh|Prm|Eff|Bnd|Amb):" /proc/self/status > /tmp/caps',
+      'mkdir -p /mnt; mount -t tmpfs none /mnt 2> /tmp/mount.err; echo $? > /tmp/mount',
+      'mknod /tmp/x b 1 1 2> /tmp/mknod.err; echo $? > /tmp/mknod',
+      'dmesg > /dev/null 2> /tmp/dmesg.err; echo $? > /tmp/dmesg',
+      'exit 0',
+    ].join('; ');
+    const c = await container({ args: ['sh', '-c', script] });
+    assert.equal(await execute(c.spec), 0);
+    assert.deepEqual((await c.read('tmp/caps')).split('\n'), [
+      'CapInh:\t0000000000000000',
+      `CapPrm:\t${KEPT_MASK}`,
+      `CapEff:\t${KEPT_MASK}`,
+      `CapBnd:\t${KEPT_MASK}`,
+      'CapAmb:\t0000000000000000',
+      '',
+    ]);
+    for (const what of ['mount', 'mknod', 'dmesg']) {
+      assert.notEqual(await c.read(`tmp/${what}`), '0\n', `${what}: ${await c.read(`tmp/${what}.err`)}`);
+      assert.match(await c.read(`tmp/${what}.err`), /operation not permitted|permission denied/i, what);
+    }
+    assert.equal(existsSync(c.upper('tmp/x')), false);
+  });
+
+  test('gives a non-root user no capabilities at all', RUN_BOUND, async () => {
+    const c = await container({
+      args: ['sh', '-c', 'grep -E "^Cap(Inh|Prm|Eff|Bnd|Amb):" /proc/self/status > /tmp/caps'],
+      uid: 1000,
+      gid: 1000,
+    });
+    assert.equal(await execute(c.spec), 0);
+    assert.deepEqual((await c.read('tmp/caps')).split('\n'), [
+      'CapInh:\t0000000000000000',
+      'CapPrm:\t0000000000000000',
+      'CapEff:\t0000000000000000',
+      `CapBnd:\t${KEPT_MASK}`,
+      'CapAmb:\t0000000000000000',
+      '',
+    ]);
+  });
+
+  test('masks kernel files and makes /proc/sys read-only', RUN_BOUND, async () => {
+    // The same kernel, so what exists on the host exists inside.
+    const masked = MASKED_PATHS.filter((p) => existsSync(p));
+    const sizes = masked.map((p) => (statSync(p).isDirectory() ? `ls -A ${p} | wc -l` : `cat ${p} | wc -c`));
+    const script = [
+      '{ echo other > /proc/sys/kernel/hostname; } 2> /tmp/hostname.err; echo $? > /tmp/hostname',
+      '{ echo 1 > /proc/sys/vm/drop_caches; } 2> /tmp/drop.err; echo $? > /tmp/drop',
+      'hostname > /tmp/name',
+      `{ ${sizes.map((cmd) => `${cmd};`).join(' ')} } > /tmp/sizes`,
+      'exit 0',
+    ].join('; ');
+    const c = await container({ args: ['sh', '-c', script] });
+    assert.equal(await execute(c.spec), 0);
+    for (const what of ['hostname', 'drop']) {
+      assert.notEqual(await c.read(`tmp/${what}`), '0\n', what);
+      assert.match(await c.read(`tmp/${what}.err`), /Read-only file system/, what);
+    }
+    assert.equal(await c.read('tmp/name'), `${c.spec.hostname}\n`);
+    const empty = masked.map((p) => `${p} 0`);
+    const seen = (await c.read('tmp/sizes')).trim().split('\n').map((n, i) => `${masked[i]} ${n.trim()}`);
+    assert.deepEqual(seen, empty);
+    // /proc/timer_list is never empty unmasked; make sure the check means something.
+    if (existsSync('/proc/timer_list')) assert.ok(readFileSync('/proc/timer_list').length > 0);
+  });
+
+  test('ignores device nodes in the image but keeps its own /dev', RUN_BOUND, async () => {
+    const script = 'cat /devnull-copy 2> /tmp/err; echo $? > /tmp/rc; echo x > /dev/null; echo $? > /tmp/null';
+    const c = await container({ args: ['sh', '-c', script] });
+    assert.equal(await execute(c.spec), 0);
+    assert.notEqual(await c.read('tmp/rc'), '0\n');
+    assert.match(await c.read('tmp/err'), /Permission denied/);
+    assert.equal(await c.read('tmp/null'), '0\n');
+  });
+
+  test('runs in its own cgroup namespace', RUN_BOUND, async () => {
+    const c = await container({ args: ['sh', '-c', 'readlink /proc/self/ns/cgroup > /tmp/out'] });
+    assert.equal(await execute(c.spec), 0);
+    const inside = (await c.read('tmp/out')).trim();
+    assert.match(inside, /^cgroup:\[\d+\]$/);
+    assert.notEqual(inside, readlinkSync('/proc/self/ns/cgroup'));
+  });
+
+  test('refuses new user namespaces through seccomp', RUN_BOUND, async () => {
+    const script = 'grep "^Seccomp:" /proc/self/status > /tmp/mode; unshare -U true 2> /tmp/err; echo $? > /tmp/rc';
+    const c = await container({ args: ['sh', '-c', script] });
+    assert.equal(await execute(c.spec), 0);
+    assert.equal(await c.read('tmp/mode'), 'Seccomp:\t2\n');
+    assert.notEqual(await c.read('tmp/rc'), '0\n');
+    assert.match(await c.read('tmp/err'), /Operation not permitted/);
+  });
+
+  test('takes the container down when the node process is killed', RUN_BOUND, async () => {
+    const c = await container({ args: ['sleep', '30'] });
+    const pidFile = join(base, `pid-${counter}`);
+    const module = new URL('../../src/runtime/executor.js', import.meta.url).href;
+    const script = `
+import { writeFileSync } from 'node:fs';
+const { execute } = await import(process.argv[1]);
+await execute(JSON.parse(process.argv[2]), { onStart: (pid) => writeFileSync(process.argv[3], String(pid)) });
+`;
+    const node = spawn(process.execPath, ['--input-type=module', '-e', script, module, JSON.stringify(c.spec), pidFile], {
+      stdio: 'ignore',
+    });
+    const exited = new Promise((resolve) => node.once('exit', resolve));
+    const alive = (pid: number) => {
+      try {
+        // A zombie waiting for init to reap it runs no more.
+        return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+      } catch {
+        return false;
+      }
+    };
+    let pid = 0;
+    try {
+      for (let i = 0; i < 2000 && !pid; i++) {
+        if (existsSync(pidFile)) pid = Number(readFileSync(pidFile, 'utf8'));
+        if (!pid) await new Promise((r) => setTimeout(r, 10));
+      }
+      assert.ok(pid > 1, 'container never started');
+      assert.ok(alive(pid));
+      node.kill('SIGKILL');
+      await exited;
+      // Bounded: 50 polls, 100 ms apart.
+      for (let i = 0; i < 50 && alive(pid); i++) await new Promise((r) => setTimeout(r, 100));
+      assert.equal(alive(pid), false, `container ${pid} outlived the node process`);
+    } finally {
+      node.kill('SIGKILL');
+      if (pid > 1 && alive(pid)) process.kill(pid, 'SIGKILL');
     }
   });
 
