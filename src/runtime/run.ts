@@ -10,13 +10,15 @@ import type { ImageConfig } from '../image/index.js';
 import { silentLogger, type Logger } from '../log.js';
 import {
   containerDir,
+  claimName,
   createContainerDirs,
   hasLayer,
   layerDiffDir,
   listContainers,
-  metadataLock,
+  readImageCache,
+  writeImageCache,
+  releaseName,
   removeContainerDir,
-  withLock,
   writeContainer,
   type ContainerLimits,
   type ContainerRecord,
@@ -28,7 +30,7 @@ import { execute } from './executor.js';
 import { readMergedFile } from './image-files.js';
 import { generateName, isValidName, newContainerId } from './names.js';
 import { buildArgs, buildEnv, parseEnvFile } from './spec.js';
-import { resolveUser } from './user.js';
+import { resolveUser, type ResolvedUser } from './user.js';
 
 export interface RunOptions {
   /** The image reference as the user typed it, kept for `ps`. */
@@ -77,9 +79,7 @@ export async function runContainer(store: Store, options: RunOptions): Promise<n
   }
 
   const lowers = [...options.image.diffIDs].reverse().map((d) => layerDiffDir(store, d));
-  const user = await resolveUser(options.user ?? cc.User ?? '', (path) =>
-    readMergedFile(lowers, path, opaqueCheck()),
-  );
+  const user = await resolveImageUser(store, options.image.id, options.user ?? cc.User ?? '', lowers);
 
   const id = newContainerId();
   const hostname = options.hostname ?? id.slice(0, 12);
@@ -106,24 +106,36 @@ export async function runContainer(store: Store, options: RunOptions): Promise<n
     autoRemove: options.autoRemove,
   };
 
-  await withLock(store, metadataLock, async () => {
+  // No lock: the container directory is created exclusively (its id is
+  // random), its name is claimed exclusively, and the layers are checked
+  // after the record exists, so an rmi that runs meanwhile sees the
+  // container and keeps them.
+  await createContainerDirs(store, rec);
+  try {
+    let holder = await claimName(store, rec.name, id);
+    // A generated name that is taken is simply drawn again.
+    for (let i = 0; holder !== undefined && options.name === undefined && i < 20; i++) {
+      rec.name = i < 10 ? generateName() : `${generateName()}_${id.slice(0, 4 + i)}`;
+      holder = await claimName(store, rec.name, id);
+      if (holder === undefined) await writeContainer(store, rec);
+    }
+    if (holder !== undefined) {
+      throw new MinidockError('ERR_CONFLICT', `create container: the name ${JSON.stringify(rec.name)} is already in use by container ${holder.slice(0, 12)}`, {
+        hint: 'remove that container or choose another name',
+      });
+    }
     for (const d of options.image.diffIDs) {
       if (!(await hasLayer(store, d))) {
         throw new MinidockError('ERR_NOT_FOUND', `create container: layer ${d} of image ${options.image.id} is missing`, {
-          hint: `pull the image again`,
+          hint: 'pull the image again',
         });
       }
     }
-    if (options.name !== undefined) {
-      const clash = (await listContainers(store)).find((c) => c.name === options.name);
-      if (clash) {
-        throw new MinidockError('ERR_CONFLICT', `create container: the name ${JSON.stringify(options.name)} is already in use by container ${clash.id.slice(0, 12)}`, {
-          hint: 'remove that container or choose another name',
-        });
-      }
-    }
-    await createContainerDirs(store, rec);
-  });
+  } catch (err) {
+    await releaseName(store, rec.name, id);
+    await removeContainerDir(store, id);
+    throw err;
+  }
 
   const dir = containerDir(store, id);
   let cgroup: ContainerCgroup | undefined;
@@ -175,6 +187,7 @@ export async function runContainer(store: Store, options: RunOptions): Promise<n
     await cgroup?.remove().catch((err: Error) => logger.warn(`remove cgroup of ${id.slice(0, 12)}: ${err.message}`));
     if (options.autoRemove) {
       await removeContainerDir(store, id);
+      await releaseName(store, rec.name, id);
     } else {
       // `rm -f` may have removed the container while it ran: nothing to record then.
       await writeContainer(store, rec).catch((err: NodeJS.ErrnoException) => {
@@ -241,4 +254,19 @@ async function readEnvFile(file: string): Promise<string> {
   if (!st.isFile()) throw Object.assign(new Error('not a regular file'), { code: st.isDirectory() ? 'EISDIR' : 'EINVAL' });
   if (st.size > 1 << 20) throw Object.assign(new Error('larger than 1 MiB'), { code: 'EFBIG' });
   return readFile(file, 'utf8');
+}
+
+/**
+ * Resolves a user spec against the image, cached per image: the image never
+ * changes, and reading its passwd through the layers may need the xattr
+ * binding, whose load would otherwise cost every `run`.
+ */
+async function resolveImageUser(store: Store, id: Digest, spec: string, lowers: string[]): Promise<ResolvedUser> {
+  const cache = await readImageCache(store, id);
+  const key = `user:${spec}`;
+  const hit = cache[key] as ResolvedUser | undefined;
+  if (hit && Number.isInteger(hit.uid) && Number.isInteger(hit.gid) && Array.isArray(hit.groups)) return hit;
+  const user = await resolveUser(spec, (path) => readMergedFile(lowers, path, opaqueCheck()));
+  await writeImageCache(store, id, { ...cache, [key]: user });
+  return user;
 }

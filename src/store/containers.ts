@@ -3,7 +3,7 @@
  * upper/ and work/ directories (its writable layer) and rootfs/ (where the
  * overlay is mounted, inside the container's own mount namespace only).
  */
-import { mkdir, readdir, rename, rm } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, rm, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Digest, DiffID } from '../digest.js';
 import { readJSON, writeJSON, type Store } from './store.js';
@@ -75,4 +75,35 @@ export async function removeContainerDir(store: Store, id: string): Promise<void
     throw err;
   }
   await rm(doomed, { recursive: true, force: true });
+}
+
+/**
+ * Claims a container name for id: names/<name> is created exclusively, so
+ * two processes cannot take the same name, and no lock is needed. A claim
+ * whose container no longer exists (left by a crash) is taken over. Returns
+ * the id of the container holding the name when it is taken.
+ */
+export async function claimName(store: Store, name: string, id: string): Promise<string | undefined> {
+  const dir = store.path('names');
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  const file = join(dir, name);
+  for (let attempt = 0; attempt < 3; attempt++) {
+    try {
+      await writeFile(file, id, { flag: 'wx', mode: 0o600 });
+      return undefined;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
+    const holder = (await readFile(file, 'utf8').catch(() => '')).trim();
+    if (holder !== '' && (await readContainer(store, holder)) !== undefined) return holder;
+    await unlink(file).catch(() => {});
+  }
+  return 'unknown';
+}
+
+/** Releases a name claimed by id; a name now held by another container is left alone. */
+export async function releaseName(store: Store, name: string, id: string): Promise<void> {
+  const file = join(store.path('names'), name);
+  const holder = (await readFile(file, 'utf8').catch(() => '')).trim();
+  if (holder === id) await unlink(file).catch(() => {});
 }

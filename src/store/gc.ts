@@ -5,7 +5,7 @@ import type { Digest, DiffID } from '../digest.js';
 import { hexOf } from '../digest.js';
 import { removeBlob } from './blobs.js';
 import { listContainers } from './containers.js';
-import { listImageRecords, removeImageRecord, type ImageRecord } from './images.js';
+import { listImageRecords, removeImageCache, removeImageRecord, type ImageRecord } from './images.js';
 import { removeLayer } from './layers.js';
 import { withLock } from './locks.js';
 import type { Store } from './store.js';
@@ -18,6 +18,7 @@ import type { Store } from './store.js';
  */
 export async function deleteImage(store: Store, rec: ImageRecord): Promise<{ blobs: Digest[]; layers: DiffID[] }> {
   await removeImageRecord(store, rec.id);
+  await removeImageCache(store, rec.id);
 
   const keepBlobs = new Set<string>();
   const keepLayers = new Set<string>();

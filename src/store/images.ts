@@ -99,3 +99,31 @@ export async function lookupImage(
   const id = (await readRepositories(store))[`${name}:${ref.tag}`];
   return id === undefined ? undefined : readImageRecord(store, id);
 }
+
+/**
+ * Cached facts derived from an image's immutable content (resolved users),
+ * in images/<hex>.cache. Best effort: a missing or unreadable cache is
+ * recomputed; concurrent writers write the same facts.
+ */
+export type ImageCache = Record<string, unknown>;
+
+function cachePath(store: Store, id: Digest): string {
+  return store.path('images', `${hexOf(id)}.cache`);
+}
+
+export async function readImageCache(store: Store, id: Digest): Promise<ImageCache> {
+  try {
+    return (await readJSON<ImageCache>(cachePath(store, id))) ?? {};
+  } catch {
+    return {};
+  }
+}
+
+export async function writeImageCache(store: Store, id: Digest, cache: ImageCache): Promise<void> {
+  await writeJSON(store, cachePath(store, id), cache).catch(() => {});
+}
+
+/** Removes an image's cache file. */
+export async function removeImageCache(store: Store, id: Digest): Promise<void> {
+  await unlink(cachePath(store, id)).catch(() => {});
+}

@@ -3,7 +3,6 @@
  * directory under locks/ whose mtime the holder refreshes; one left by a
  * killed process goes stale and is taken over.
  */
-import { lock } from 'proper-lockfile';
 import { MinidockError } from '../errors.js';
 import type { Store } from './store.js';
 
@@ -17,6 +16,8 @@ export const metadataLock = 'metadata';
 export async function withLock<T>(store: Store, name: string, fn: () => Promise<T>): Promise<T> {
   let release: () => Promise<void>;
   try {
+    // Loaded on first use: commands that take no lock (run, ps) skip its cost.
+    const { lock } = await import('proper-lockfile');
     release = await lock(store.path('locks', name), {
       realpath: false,
       stale: 10_000,

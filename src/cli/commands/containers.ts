@@ -5,6 +5,7 @@ import { MinidockError, NotFoundError } from '../../errors.js';
 import {
   listContainers,
   metadataLock,
+  releaseName,
   removeContainerDir,
   withLock,
   type ContainerRecord,
@@ -98,6 +99,7 @@ export async function rmCommand(ctx: Context, names: string[], flags: { force?: 
           } catch {}
         }
         await removeContainerDir(store, c.id);
+        await releaseName(store, c.name, c.id);
       });
       process.stdout.write(`${name}\n`);
     } catch (err) {
