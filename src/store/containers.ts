@@ -3,10 +3,10 @@
  * upper/ and work/ directories (its writable layer) and rootfs/ (where the
  * overlay is mounted, inside the container's own mount namespace only).
  */
-import { mkdir, readdir, readFile, rename, rm, unlink, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Digest, DiffID } from '../digest.js';
-import { readJSON, writeJSON, type Store } from './store.js';
+import { readJSON, removeTree, writeJSON, type Store } from './store.js';
 
 export type ContainerStatus = 'created' | 'running' | 'exited';
 
@@ -66,15 +66,8 @@ export async function listContainers(store: Store): Promise<ContainerRecord[]> {
 }
 
 /** Removes a container's directory: renamed into tmp/ first, so it vanishes atomically. */
-export async function removeContainerDir(store: Store, id: string): Promise<void> {
-  const doomed = store.tmpPath('rm-container');
-  try {
-    await rename(containerDir(store, id), doomed);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
-    throw err;
-  }
-  await rm(doomed, { recursive: true, force: true });
+export function removeContainerDir(store: Store, id: string): Promise<void> {
+  return removeTree(store, containerDir(store, id), 'rm-container');
 }
 
 /**

@@ -10,7 +10,7 @@
 import { rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { hexOf, type Digest, type DiffID } from '../digest.js';
-import { readJSON, writeJSON, type Store } from './store.js';
+import { readJSON, removeTree, writeJSON, type Store } from './store.js';
 
 /** What layer.json records of an unpacked layer. */
 export interface LayerRecord {
@@ -70,13 +70,6 @@ export async function commitLayer(store: Store, tmpDir: string, rec: LayerRecord
 }
 
 /** Removes a layer directory. It is first renamed into tmp/ so it vanishes atomically. */
-export async function removeLayer(store: Store, diffID: DiffID): Promise<void> {
-  const doomed = store.tmpPath('rm-layer');
-  try {
-    await rename(layerDir(store, diffID), doomed);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
-    throw err;
-  }
-  await rm(doomed, { recursive: true, force: true });
+export function removeLayer(store: Store, diffID: DiffID): Promise<void> {
+  return removeTree(store, layerDir(store, diffID), 'rm-layer');
 }

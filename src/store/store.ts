@@ -15,7 +15,7 @@
  * by rename from tmp/, so a crash never leaves a partial entry under a final
  * name.
  */
-import { mkdir, readFile, writeFile, rename, open, unlink } from 'node:fs/promises';
+import { mkdir, readFile, rename, open, rm, unlink } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { MinidockError } from '../errors.js';
@@ -123,4 +123,18 @@ export function writeJSON(store: Store, path: string, value: unknown): Promise<v
   return writeAtomic(store, path, `${JSON.stringify(value, null, 2)}\n`);
 }
 
-export { writeFile };
+/**
+ * Removes a directory tree so that it vanishes at once: it is renamed into
+ * tmp/ first, then deleted there (a crash midway leaves only tmp/ garbage,
+ * which pull sweeps). A missing path is not an error.
+ */
+export async function removeTree(store: Store, path: string, prefix: string): Promise<void> {
+  const doomed = store.tmpPath(prefix);
+  try {
+    await rename(path, doomed);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw err;
+  }
+  await rm(doomed, { recursive: true, force: true });
+}
