@@ -25,6 +25,8 @@ w=$(mktemp -d /var/tmp/minidock-bench.XXXXXX)
 registry=
 cleanup() {
   [ -n "$registry" ] && kill "$registry" 2>/dev/null && wait "$registry" 2>/dev/null
+  # podman's storage keeps a private mount of its own overlay directory.
+  awk -v w="$w/" 'index($2, w) == 1 { print $2 }' /proc/mounts | sort -r | xargs -r -n1 umount -l
   rm -rf "$w"
 }
 trap cleanup EXIT
@@ -53,15 +55,19 @@ pm_run_flags="--network none --ulimit nofile=1024:1024 --ulimit nproc=1024:1024"
 
 echo "## Cold pull + unpack of $big"
 echo
+# Each run starts from an empty store. The old one is moved aside, not
+# deleted: on this machine's disk, deleting a tree slows file creation for
+# a while after, which would charge one tool for the other's clean-up.
+mkdir -p "$w/trash"
+aside() { echo "mkdir -p $1 && mv $1 $w/trash/\$(date +%s%N)"; }
 hyperfine --runs "$runs" --style basic --export-markdown "$w/pull.md" \
-  --prepare "rm -rf $w/md" -n "minidock pull" "$md pull -q $big" \
-  --prepare "rm -rf $w/pm" -n "podman pull" "$pm pull -q --tls-verify=false $big" >&2
+  --prepare "$(aside "$w/md")" -n "minidock pull" "$md pull -q $big" \
+  --prepare "$(aside "$w/pm")" -n "podman pull" "$pm pull -q --tls-verify=false $big" >&2
 cat "$w/pull.md"
 echo
 
 echo "## run --rm IMAGE true ($small)"
 echo
-rm -rf "$w/md" "$w/pm"
 $md pull -q "$small" >/dev/null
 $pm pull -q --tls-verify=false "$small" >/dev/null
 hyperfine --warmup 3 --runs "$run_runs" --style basic --export-markdown "$w/run.md" \
@@ -73,12 +79,11 @@ echo
 peak() { /usr/bin/time -f %M "$@" 2>&1 >/dev/null | tail -n 1; }
 echo "## Peak resident memory (kB) of one cold pull"
 echo
-rm -rf "$w/md" "$w/pm"
 echo "| command | busybox (1 MB) | big (190 MB) |"
 echo "|:---|---:|---:|"
-m_small=$(peak $md pull -q "$small"); rm -rf "$w/md"
-m_big=$(peak $md pull -q "$big")
-p_small=$(peak $pm pull -q --tls-verify=false "$small"); rm -rf "$w/pm"
-p_big=$(peak $pm pull -q --tls-verify=false "$big")
+eval "$(aside "$w/md")"; m_small=$(peak $md pull -q "$small")
+eval "$(aside "$w/md")"; m_big=$(peak $md pull -q "$big")
+eval "$(aside "$w/pm")"; p_small=$(peak $pm pull -q --tls-verify=false "$small")
+eval "$(aside "$w/pm")"; p_big=$(peak $pm pull -q --tls-verify=false "$big")
 echo "| minidock pull | $m_small | $m_big |"
 echo "| podman pull | $p_small | $p_big |"
