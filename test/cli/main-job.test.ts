@@ -218,11 +218,36 @@ describe('minidock pull and run', { skip }, () => {
   test('a fork loop stops at --pids-limit', async () => {
     const r = await cli([
       'run', '--rm', '--pids-limit', '20', busybox, 'sh', '-c',
-      'i=0; while [ $i -lt 100 ]; do sleep 30 & i=$((i+1)); done; echo never',
+      'hostname; i=0; while [ $i -lt 100 ]; do sleep 30 & i=$((i+1)); done; echo never',
     ]);
     assert.notEqual(r.code, 0);
     assert.ok(!r.stdout.includes('never'), 'the loop could not finish');
     assert.match(r.stderr, /can't fork|Resource temporarily unavailable/);
+
+    // The container's cgroups are gone once it has ended.
+    const id = r.stdout.trim().split('\n')[0]!;
+    assert.match(id, /^[0-9a-f]{12}$/);
+    const leftovers: string[] = [];
+    const walk = async (dir: string, depth: number): Promise<void> => {
+      if (depth > 6) return;
+      for (const e of await readdir(dir, { withFileTypes: true }).catch(() => [])) {
+        if (!e.isDirectory()) continue;
+        if (e.name.startsWith(id)) leftovers.push(join(dir, e.name));
+        else await walk(join(dir, e.name), depth + 1);
+      }
+    };
+    await walk('/sys/fs/cgroup', 0);
+    assert.deepEqual(leftovers, []);
+  });
+
+  test('--pull never refuses a missing image; --pull always fetches again', async () => {
+    const never = await cli(['run', '--rm', '--pull', 'never', `${registry.host}/library/absent:latest`, 'true']);
+    assert.equal(never.code, 125);
+    assert.match(never.stderr, /^minidock: no such image: /);
+    const always = await cli(['run', '--rm', '--pull', 'always', busybox, 'true']);
+    assert.equal(always.code, 0, always.stderr);
+    assert.match(always.stderr, /Pulling from/);
+    assert.doesNotMatch(always.stderr, /Unable to find image/);
   });
 
   test('an allocation beyond --memory is killed (137) and the host carries on', async () => {
@@ -345,6 +370,14 @@ describe('minidock pull and run', { skip }, () => {
     assert.doesNotMatch((await cli(['images'])).stdout, /library\/busybox\s/);
     // The busybox layer is shared with multiarch, so it stays.
     assert.equal((await readdir(join(root, 'layers'))).length, before);
+    await assertStoreBlobsVerify(root);
+
+    // layered's second layer is its own: rmi frees it and its blob.
+    const blobsBefore = (await readdir(join(root, 'blobs', 'sha256'))).length;
+    const rmiLayered = await cli(['rmi', layered]);
+    assert.equal(rmiLayered.code, 0, rmiLayered.stderr);
+    assert.ok((await readdir(join(root, 'layers'))).length < before, 'a layer was freed');
+    assert.ok((await readdir(join(root, 'blobs', 'sha256'))).length < blobsBefore, 'blobs were freed');
     await assertStoreBlobsVerify(root);
   });
 });
