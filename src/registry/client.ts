@@ -46,6 +46,8 @@ export interface RegistryClientOptions {
   credentials?: CredentialsLookup;
   /** Retry policy for 429, 5xx and dropped connections (3 tries by default). */
   retry?: RetryOptions;
+  /** How long a manifest or config body may take to arrive in full (default 60 s). */
+  smallBodyDeadlineMs?: number;
 }
 
 /** Per-call options. */
@@ -117,11 +119,13 @@ export class RegistryClient {
   readonly #agent: Agent;
   readonly #transport: Transport;
   readonly #auth: Authenticator;
+  readonly #deadline: number | undefined;
 
   constructor(options: RegistryClientOptions = {}) {
     this.#logger = options.logger ?? silentLogger;
     this.#insecure = new Set(options.insecureRegistries ?? []);
     this.#userAgent = options.userAgent ?? 'minidock';
+    this.#deadline = options.smallBodyDeadlineMs;
     this.#agent = new Agent({
       keepAliveTimeout: 30_000,
       connections: 8,
@@ -162,7 +166,7 @@ export class RegistryClient {
       throw this.#withAuthHint(err);
     }
 
-    const raw = await readCapped(res, smallBodyLimit, `manifest ${what}`);
+    const raw = await readCapped(res, smallBodyLimit, `manifest ${what}`, this.#deadline);
     const digest = digestWith(expected === undefined ? 'sha256' : algorithmOf(expected), raw);
     const headerDigest = headerOf(res, 'docker-content-digest')?.trim();
     if (expected !== undefined) {
@@ -251,7 +255,7 @@ export class RegistryClient {
     const { res, url } = await this.#get(ref, `/v2/${ref.repository}/blobs/${d.digest}`, {}, opts.signal);
     if (res.statusCode !== 200) throw this.#withAuthHint(await responseError('GET', url, res));
 
-    const raw = await readCapped(res, smallBodyLimit, what);
+    const raw = await readCapped(res, smallBodyLimit, what, this.#deadline);
     if (raw.length !== d.size) throw new DigestMismatchError(`size of ${what}`, `${d.size} bytes`, `${raw.length} bytes`);
     const got = digestWith(algorithmOf(d.digest), raw);
     if (got !== d.digest) throw new DigestMismatchError(what, d.digest, got);

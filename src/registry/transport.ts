@@ -72,7 +72,12 @@ export function discardBody(res: Response): void {
  * passes limit bytes. A Content-Length over the limit is refused before any
  * byte is read.
  */
-export async function readCapped(res: Response, limit: number, what: string): Promise<Buffer> {
+export async function readCapped(
+  res: Response,
+  limit: number,
+  what: string,
+  deadlineMs = smallBodyDeadlineMs,
+): Promise<Buffer> {
   const tooBig = (): MinidockError =>
     new MinidockError('ERR_TOO_LARGE', `read ${what}: larger than the ${formatSize(limit)} limit`);
   const declared = Number(headerOf(res, 'content-length'));
@@ -81,18 +86,36 @@ export async function readCapped(res: Response, limit: number, what: string): Pr
     throw tooBig();
   }
 
+  // A body trickled a byte at a time never trips undici's idle timeout;
+  // small bodies also get a deadline for the whole read.
+  const body = res.body as unknown as NodeJS.ReadableStream & { destroy(err?: Error): void };
+  const deadline = setTimeout(() => {
+    body.destroy(new MinidockError('ERR_TIMEOUT', `read ${what}: not complete after ${deadlineMs / 1000} s`));
+  }, deadlineMs);
+  deadline.unref();
+
   const chunks: Buffer[] = [];
   let total = 0;
-  for await (const chunk of res.body as AsyncIterable<Buffer>) {
-    total += chunk.length;
-    if (total > limit) {
-      discardBody(res);
-      throw tooBig();
+  try {
+    for await (const chunk of body as AsyncIterable<Buffer>) {
+      total += chunk.length;
+      if (total > limit) {
+        discardBody(res);
+        throw tooBig();
+      }
+      chunks.push(chunk);
     }
-    chunks.push(chunk);
+  } catch (err) {
+    if (err instanceof MinidockError) throw err;
+    throw new MinidockError('ERR_REGISTRY', `read ${what}: ${(err as Error).message}`, { cause: err });
+  } finally {
+    clearTimeout(deadline);
   }
   return Buffer.concat(chunks, total);
 }
+
+/** How long a small body (manifest, config, token) may take to arrive in full. */
+export const smallBodyDeadlineMs = 60_000;
 
 function formatSize(n: number): string {
   return n % (1024 * 1024) === 0 ? `${n / (1024 * 1024)} MiB` : `${n} bytes`;

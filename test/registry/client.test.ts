@@ -319,6 +319,40 @@ describe('RegistryClient manifest verification', () => {
 });
 
 describe('RegistryClient retries and errors', () => {
+  it('gives up on a manifest body trickled past the deadline, and on one cut short, with one line', async () => {
+    const manifest = imageManifest();
+    const timers: NodeJS.Timeout[] = [];
+    const registry = await mock((req, res) => {
+      res.writeHead(200, { 'content-type': MediaType.ociManifest, 'content-length': String(manifest.length) });
+      if (req.url?.includes('/cut/')) {
+        res.write(manifest.subarray(0, 10));
+        timers.push(setTimeout(() => res.destroy(), 20));
+        return;
+      }
+      // One byte every 50 ms: never idle long enough for a body timeout.
+      let i = 0;
+      const tick = () => {
+        if (i >= manifest.length || res.destroyed) return;
+        res.write(manifest.subarray(i, ++i));
+        timers.push(setTimeout(tick, 50));
+      };
+      tick();
+    });
+    try {
+      const c = client({ smallBodyDeadlineMs: 300 });
+      await rejectsWith<MinidockError>(c.fetchManifest(parseReference(`${registry.host}/slow/y`), 'latest'), (err) => {
+        assert.ok(err instanceof MinidockError);
+        assert.match(err.message, /^read manifest .*slow\/y:latest: not complete after 0.3 s$/);
+      });
+      await rejectsWith<MinidockError>(c.fetchManifest(parseReference(`${registry.host}/cut/y`), 'latest'), (err) => {
+        assert.ok(err instanceof MinidockError, String(err));
+        assert.match(err.message, /^read manifest .*cut\/y:latest: /);
+      });
+    } finally {
+      timers.forEach(clearTimeout);
+    }
+  });
+
   it('retries a 429 after Retry-After and succeeds', async () => {
     const manifest = imageManifest();
     let n = 0;
