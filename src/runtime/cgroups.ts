@@ -126,6 +126,11 @@ export class ContainerCgroup {
     return cg;
   }
 
+  /** The cgroups at dirs, as recorded for a container. */
+  static at(dirs: string[]): ContainerCgroup {
+    return new ContainerCgroup(dirs);
+  }
+
   /**
    * Removes the cgroups. The kernel refuses while a dying process is still
    * listed, so this retries briefly.

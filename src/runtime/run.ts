@@ -139,9 +139,11 @@ export async function runContainer(store: Store, options: RunOptions): Promise<n
 
   const dir = containerDir(store, id);
   let cgroup: ContainerCgroup | undefined;
+  let started: Promise<void> | undefined;
   try {
     await writeEtcFiles(join(dir, 'upper'), lowers, hostname);
     cgroup = await ContainerCgroup.create(id, options.limits);
+    rec.cgroups = cgroup.dirs;
     const layersRoot = store.path('layers');
     const data = [
       `lowerdir=${lowers.map((l) => relative(layersRoot, l)).join(':')}`,
@@ -170,7 +172,9 @@ export async function runContainer(store: Store, options: RunOptions): Promise<n
           rec.status = 'running';
           rec.pid = pid;
           rec.started = new Date().toISOString();
-          if (!options.autoRemove) void writeContainer(store, rec).catch(() => {});
+          // Recorded even with --rm: should this process be killed, `ps`
+          // and `rm` still find the container and its cgroups.
+          started = writeContainer(store, rec).catch(() => {});
         },
       },
     );
@@ -181,6 +185,8 @@ export async function runContainer(store: Store, options: RunOptions): Promise<n
     rec.exitCode = typeof exitCode === 'number' ? exitCode : 125;
     throw err;
   } finally {
+    // The "running" record must land before the final one, never after it.
+    await started;
     rec.status = 'exited';
     rec.pid = undefined;
     rec.finished = new Date().toISOString();

@@ -35,6 +35,8 @@ export interface ContainerRecord {
   started?: string;
   finished?: string;
   limits: ContainerLimits;
+  /** The container's cgroup directories, so a later rm can remove what a killed run left. */
+  cgroups?: string[];
   autoRemove: boolean;
 }
 

@@ -199,6 +199,44 @@ describe('minidock pull and run', { skip }, () => {
     assert.equal((await cli(['rm', name])).code, 0);
   });
 
+  test('kill -9 of minidock run takes the container with it; rm then clears its cgroups', async () => {
+    const name = `k9-${process.pid}`;
+    const child = spawn(process.execPath, ['--', cliPath, 'run', '--name', name, '--pids-limit', '50', busybox, 'sleep', '30'], {
+      cwd: repoRoot,
+      env: { ...process.env, MINIDOCK_ROOT: root },
+      stdio: 'ignore',
+    });
+    const exited = new Promise((res) => child.on('exit', res));
+    let state: { pid?: number; cgroups?: string[]; id?: string } = {};
+    for (let i = 0; i < 100 && !state.pid; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      for (const id of await readdir(join(root, 'containers'))) {
+        const s = JSON.parse(await readFile(join(root, 'containers', id, 'state.json'), 'utf8').catch(() => '{}'));
+        if (s.name === name && s.pid) state = s;
+      }
+    }
+    assert.ok(state.pid && state.cgroups && state.cgroups.length > 0, 'the container recorded its pid and cgroups');
+    child.kill('SIGKILL');
+    await exited;
+    let alive = true;
+    for (let i = 0; i < 100 && alive; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      try {
+        process.kill(state.pid!, 0);
+        const stat = await readFile(`/proc/${state.pid}/stat`, 'utf8').catch(() => '');
+        if (stat.split(') ')[1]?.startsWith('Z')) alive = false;
+      } catch {
+        alive = false;
+      }
+    }
+    assert.equal(alive, false, 'the container died with minidock');
+    const rm = await cli(['rm', name]);
+    assert.equal(rm.code, 0, rm.stderr);
+    for (const dir of state.cgroups!) {
+      assert.equal(await readdir(dir).then(() => 'exists', () => 'gone'), 'gone', dir);
+    }
+  });
+
   test('rm -f of a running container kills it; its run exits 137 without a trace', async () => {
     const name = `rmf-${process.pid}`;
     const running = cli(['run', '--name', name, busybox, 'sleep', '30']);

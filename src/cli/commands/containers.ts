@@ -1,6 +1,7 @@
 /**
  * `minidock ps` and `minidock rm`.
  */
+import { readFileSync } from 'node:fs';
 import { MinidockError, NotFoundError } from '../../errors.js';
 import {
   listContainers,
@@ -14,11 +15,12 @@ import {
 import type { Context } from '../context.js';
 import { ago, humanDuration, table } from '../output.js';
 
+/** True when pid names a live process (a zombie, dead but not yet reaped, is not). */
 function isAlive(pid: number | undefined): boolean {
   if (pid === undefined) return false;
   try {
-    process.kill(pid, 0);
-    return true;
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
   } catch {
     return false;
   }
@@ -100,6 +102,9 @@ export async function rmCommand(ctx: Context, names: string[], flags: { force?: 
         }
         await removeContainerDir(store, c.id);
         await releaseName(store, c.name, c.id);
+        // Left behind only when the minidock that ran it was killed.
+        const { ContainerCgroup } = await import('../../runtime/cgroups.js');
+        await ContainerCgroup.at(c.cgroups ?? []).remove().catch(() => {});
       });
       process.stdout.write(`${name}\n`);
     } catch (err) {
