@@ -265,10 +265,19 @@ void child_main(const struct config *cfg, int sock)
 		child_fail("hostname", errno, "sethostname `%s`", cfg->hostname);
 	loopback_up();
 
-	if (cfg->tty)
+	if (cfg->tty) {
 		child_setup_tty(cfg, sock);
-	else if (!cfg->stdin_open)
-		null_stdin();
+	} else {
+		/*
+		 * A session of its own, with no controlling terminal: otherwise
+		 * the container could open /dev/tty, the user's terminal, and
+		 * read keystrokes or push input into it (TIOCSTI).
+		 */
+		if (setsid() < 0)
+			child_fail("session", errno, "setsid");
+		if (!cfg->stdin_open)
+			null_stdin();
+	}
 
 	make_cwd(cfg->cwd ? cfg->cwd : "/");
 	set_identity(cfg);

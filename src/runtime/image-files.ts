@@ -1,11 +1,51 @@
 /**
  * Reading one file of an image's merged root filesystem straight from its
- * layer directories, without mounting anything: the topmost layer that has
- * the path wins, unless a layer above deleted it (a whiteout device) or made
- * one of its parent directories opaque.
+ * layer directories, without mounting anything, as overlayfs would show it:
+ * the topmost layer that has a name wins, unless a layer above deleted it (a
+ * whiteout device) or made a directory on its path opaque.
+ *
+ * Symlinks are resolved inside the image, never on the host: an absolute
+ * target starts again at the image's root, and ".." stops at it, as
+ * Docker's scoped resolution does. Nothing outside the layer directories is
+ * ever read, whatever links an image ships.
  */
-import { lstat, readFile } from 'node:fs/promises';
+import { lstat, readFile, readlink } from 'node:fs/promises';
+import type { Stats } from 'node:fs';
 import { join } from 'node:path';
+
+const maxLinks = 40;
+
+type IsOpaque = (dir: string) => Promise<boolean>;
+
+function split(path: string): string[] {
+  return path.split('/').filter((p) => p !== '' && p !== '.');
+}
+
+/**
+ * Finds name `parts` (already resolved, all ancestors real directories in
+ * the merged view) in the topmost layer that shows it.
+ */
+async function lookup(
+  layers: string[],
+  parts: string[],
+  isOpaque: IsOpaque,
+): Promise<{ layer: string; st: Stats } | undefined> {
+  for (const layer of layers) {
+    const st = await lstat(join(layer, ...parts)).catch(() => undefined);
+    if (st !== undefined) {
+      return st.isCharacterDevice() && st.rdev === 0 ? undefined : { layer, st };
+    }
+    // Absent here. The layers below still show through unless this layer
+    // has a non-directory or an opaque directory on the way.
+    for (let i = 1; i < parts.length; i++) {
+      const dir = join(layer, ...parts.slice(0, i));
+      const a = await lstat(dir).catch(() => undefined);
+      if (a === undefined) break;
+      if (!a.isDirectory() || (await isOpaque(dir))) return undefined;
+    }
+  }
+  return undefined;
+}
 
 /**
  * Returns the content of path (absolute, inside the image) as UTF-8, or
@@ -13,36 +53,32 @@ import { join } from 'node:path';
  * the layer diff directories topmost first. `isOpaque` reports whether a
  * directory of a layer carries overlay's opaque mark.
  */
-export async function readMergedFile(
-  layers: string[],
-  path: string,
-  isOpaque: (dir: string) => Promise<boolean>,
-): Promise<string | undefined> {
-  const parts = path.split('/').filter(Boolean);
-  for (const layer of layers) {
-    // A whiteout or an opaque mark on the path or one of its ancestors in
-    // this layer hides everything below it.
-    let hidden = false;
-    for (let i = 1; i <= parts.length && !hidden; i++) {
-      const p = join(layer, ...parts.slice(0, i));
-      const st = await lstat(p).catch(() => undefined);
-      if (st === undefined) break;
-      if (st.isCharacterDevice() && st.rdev === 0) hidden = true;
-      else if (i < parts.length && st.isDirectory() && (await isOpaque(p))) {
-        // The ancestor is opaque: lower layers are hidden, this one is not.
-        const file = await readIfFile(join(layer, ...parts));
-        return file;
-      }
+export async function readMergedFile(layers: string[], path: string, isOpaque: IsOpaque): Promise<string | undefined> {
+  let pending = split(path);
+  let resolved: string[] = [];
+  let found: { layer: string; st: Stats } | undefined;
+  let links = 0;
+  while (pending.length > 0) {
+    const name = pending.shift()!;
+    if (name === '..') {
+      resolved = resolved.slice(0, -1);
+      found = undefined;
+      continue;
     }
-    if (hidden) return undefined;
-    const file = await readIfFile(join(layer, ...parts));
-    if (file !== undefined) return file;
+    const candidate = [...resolved, name];
+    found = await lookup(layers, candidate, isOpaque);
+    if (found === undefined) return undefined;
+    if (found.st.isSymbolicLink()) {
+      if (++links > maxLinks) return undefined;
+      const target = await readlink(join(found.layer, ...candidate));
+      if (target.startsWith('/')) resolved = [];
+      pending = [...split(target), ...pending];
+      found = undefined;
+      continue;
+    }
+    if (pending.length > 0 && !found.st.isDirectory()) return undefined;
+    resolved = candidate;
   }
-  return undefined;
-}
-
-async function readIfFile(p: string): Promise<string | undefined> {
-  const st = await lstat(p).catch(() => undefined);
-  if (st === undefined || !st.isFile()) return undefined;
-  return readFile(p, 'utf8');
+  if (found === undefined || !found.st.isFile()) return undefined;
+  return readFile(join(found.layer, ...resolved), 'utf8');
 }

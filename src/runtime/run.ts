@@ -5,7 +5,7 @@
 import { chown, lstat, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import type { Digest } from '../digest.js';
-import { MinidockError } from '../errors.js';
+import { MinidockError, NotImplementedError } from '../errors.js';
 import type { ImageConfig } from '../image/index.js';
 import { silentLogger, type Logger } from '../log.js';
 import {
@@ -28,6 +28,7 @@ import {
 import { ContainerCgroup } from './cgroups.js';
 import { execute } from './executor.js';
 import { readMergedFile } from './image-files.js';
+import { processStartTime } from './process.js';
 import { generateName, isValidName, newContainerId } from './names.js';
 import { buildArgs, buildEnv, parseEnvFile } from './spec.js';
 import { resolveUser, type ResolvedUser } from './user.js';
@@ -79,6 +80,7 @@ export async function runContainer(store: Store, options: RunOptions): Promise<n
   }
 
   const lowers = [...options.image.diffIDs].reverse().map((d) => layerDiffDir(store, d));
+  checkOverlayLimits(options.image.diffIDs);
   const user = await resolveImageUser(store, options.image.id, options.user ?? cc.User ?? '', lowers);
 
   const id = newContainerId();
@@ -171,6 +173,7 @@ export async function runContainer(store: Store, options: RunOptions): Promise<n
           logger.info(`container ${id.slice(0, 12)} started as pid ${pid}`);
           rec.status = 'running';
           rec.pid = pid;
+          rec.pidStart = processStartTime(pid);
           rec.started = new Date().toISOString();
           // Recorded even with --rm: should this process be killed, `ps`
           // and `rm` still find the container and its cgroups.
@@ -189,6 +192,7 @@ export async function runContainer(store: Store, options: RunOptions): Promise<n
     await started;
     rec.status = 'exited';
     rec.pid = undefined;
+    rec.pidStart = undefined;
     rec.finished = new Date().toISOString();
     await cgroup?.remove().catch((err: Error) => logger.warn(`remove cgroup of ${id.slice(0, 12)}: ${err.message}`));
     if (options.autoRemove) {
@@ -275,4 +279,28 @@ async function resolveImageUser(store: Store, id: Digest, spec: string, lowers: 
   const user = await resolveUser(spec, (path) => readMergedFile(lowers, path, opaqueCheck()));
   await writeImageCache(store, id, { ...cache, [key]: user });
   return user;
+}
+
+/**
+ * Refuses, with a clear message, the images overlay cannot stack the way
+ * minidock lays layers out. A layer directory is keyed by diffID, so an
+ * image that lists the same layer twice would need the same lower directory
+ * twice, which overlay refuses; and each lower directory costs about 70
+ * bytes of mount options, which must fit in one page.
+ */
+function checkOverlayLimits(diffIDs: string[]): void {
+  const seen = new Map<string, number>();
+  diffIDs.forEach((d, i) => {
+    const first = seen.get(d);
+    if (first !== undefined) {
+      // TODO(#4): give a repeated layer a directory of its own.
+      throw new NotImplementedError(`an image whose layers ${first + 1} and ${i + 1} are the same layer (${d})`);
+    }
+    seen.set(d, i);
+  });
+  const optionBytes = diffIDs.length * 71 + 512;
+  if (optionBytes > 4096) {
+    // TODO(#4): short layer names, as Docker's overlay2 l/ links, lift this.
+    throw new NotImplementedError(`an image of ${diffIDs.length} layers: overlay mount options would pass the kernel's one-page limit (about 50 layers)`);
+  }
 }

@@ -31,6 +31,8 @@ export interface ContainerRecord {
   created: string;
   status: ContainerStatus;
   pid?: number;
+  /** The start time of pid (see runtime/process.ts), which tells it from a later process reusing the pid. */
+  pidStart?: string;
   exitCode?: number;
   started?: string;
   finished?: string;

@@ -371,6 +371,40 @@ describe('minidock pull and run', { skip }, () => {
     }
   });
 
+  test('without -t the container cannot reach the user\'s terminal through /dev/tty', async () => {
+    // Under a real terminal, with -i alone: stdin is the terminal, but the
+    // container must not have it as its controlling terminal.
+    const script = [
+      'import os, pty, sys',
+      'pid, fd = pty.fork()',
+      'if pid == 0:',
+      '    os.execvp(sys.argv[1], sys.argv[1:])',
+      'out = b""',
+      'while True:',
+      '    try:',
+      '        chunk = os.read(fd, 4096)',
+      '    except OSError:',
+      '        break',
+      '    if not chunk:',
+      '        break',
+      '    out += chunk',
+      '_, status = os.waitpid(pid, 0)',
+      'sys.stdout.write(out.decode("utf-8", "replace"))',
+      'sys.exit(os.waitstatus_to_exitcode(status))',
+    ].join('\n');
+    const probe = 'if echo probe > /dev/tty; then echo REACHED; else echo REFUSED; fi 2>/dev/null';
+    const child = spawn('python3', ['-c', script, process.execPath, '--', cliPath, 'run', '--rm', '-i', busybox, 'sh', '-c', probe], {
+      cwd: repoRoot,
+      env: { ...process.env, MINIDOCK_ROOT: root },
+    });
+    let out = '';
+    child.stdout.on('data', (c: Buffer) => (out += c.toString()));
+    const code = await new Promise<number | null>((res) => child.on('exit', res));
+    assert.equal(code, 0, out);
+    assert.match(out, /REFUSED/);
+    assert.doesNotMatch(out, /REACHED/);
+  });
+
   test('an invalid reference exits 125 with one line on stderr, before any I/O', async () => {
     for (const cmd of [['pull', 'Busybox:latest'], ['run', 'bad::ref', 'true']]) {
       const r = await cli(cmd);

@@ -1,8 +1,8 @@
 /**
  * `minidock ps` and `minidock rm`.
  */
-import { readFileSync } from 'node:fs';
 import { MinidockError, NotFoundError } from '../../errors.js';
+import { isProcessAlive } from '../../runtime/process.js';
 import {
   listContainers,
   metadataLock,
@@ -15,20 +15,9 @@ import {
 import type { Context } from '../context.js';
 import { ago, humanDuration, table } from '../output.js';
 
-/** True when pid names a live process (a zombie, dead but not yet reaped, is not). */
-function isAlive(pid: number | undefined): boolean {
-  if (pid === undefined) return false;
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
-  } catch {
-    return false;
-  }
-}
-
 /** The state as seen now: a "running" record whose process is gone ended without being recorded. */
 function liveStatus(c: ContainerRecord): ContainerRecord['status'] {
-  return c.status === 'running' && !isAlive(c.pid) ? 'exited' : c.status;
+  return c.status === 'running' && !isProcessAlive(c.pid, c.pidStart) ? 'exited' : c.status;
 }
 
 function statusText(c: ContainerRecord, now: number): string {
