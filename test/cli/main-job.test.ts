@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { cliPath, makeTestRoot, repoRoot, runCli } from '../helpers/cli.js';
 import { fixtureLayouts } from '../helpers/fixtures.js';
+import { runCliOnPty } from '../helpers/pty.js';
 import { startRegistry, type TestRegistry } from '../helpers/registry.js';
 
 const skip = process.getuid?.() !== 0 ? 'needs root (namespaces, overlay, cgroups)' : false;
@@ -303,34 +304,7 @@ describe('minidock pull and run', { skip }, () => {
   });
 
   test('an interactive shell through a real pseudo-terminal reads a command and exits with its status', async () => {
-    // python3's pty module gives the CLI a real terminal on stdin and stdout.
-    const script = [
-      'import os, pty, sys, time',
-      'pid, fd = pty.fork()',
-      'if pid == 0:',
-      '    os.execvp(sys.argv[1], sys.argv[1:])',
-      'out = b""',
-      'time.sleep(1.0)',
-      'os.write(fd, b"echo tty-$((40+2)); tty; exit 3\\r")',
-      'while True:',
-      '    try:',
-      '        chunk = os.read(fd, 4096)',
-      '    except OSError:',
-      '        break',
-      '    if not chunk:',
-      '        break',
-      '    out += chunk',
-      '_, status = os.waitpid(pid, 0)',
-      'sys.stdout.write(out.decode("utf-8", "replace"))',
-      'sys.exit(os.waitstatus_to_exitcode(status))',
-    ].join('\n');
-    const child = spawn('python3', ['-c', script, process.execPath, cliPath, 'run', '--rm', busybox, 'sh'], {
-      cwd: repoRoot,
-      env: { ...process.env, MINIDOCK_ROOT: root },
-    });
-    let out = '';
-    child.stdout.on('data', (c: Buffer) => (out += c.toString()));
-    const code = await new Promise<number | null>((res) => child.on('exit', res));
+    const { code, out } = await runCliOnPty(['run', '--rm', busybox, 'sh'], { root, typed: 'echo tty-$((40+2)); tty; exit 3\r' });
     assert.equal(code, 3, out);
     assert.match(out, /tty-42/);
     assert.match(out, /\/dev\/pts\/0/);
@@ -374,32 +348,8 @@ describe('minidock pull and run', { skip }, () => {
   test('without -t the container cannot reach the user\'s terminal through /dev/tty', async () => {
     // Under a real terminal, with -i alone: stdin is the terminal, but the
     // container must not have it as its controlling terminal.
-    const script = [
-      'import os, pty, sys',
-      'pid, fd = pty.fork()',
-      'if pid == 0:',
-      '    os.execvp(sys.argv[1], sys.argv[1:])',
-      'out = b""',
-      'while True:',
-      '    try:',
-      '        chunk = os.read(fd, 4096)',
-      '    except OSError:',
-      '        break',
-      '    if not chunk:',
-      '        break',
-      '    out += chunk',
-      '_, status = os.waitpid(pid, 0)',
-      'sys.stdout.write(out.decode("utf-8", "replace"))',
-      'sys.exit(os.waitstatus_to_exitcode(status))',
-    ].join('\n');
     const probe = 'if echo probe > /dev/tty; then echo REACHED; else echo REFUSED; fi 2>/dev/null';
-    const child = spawn('python3', ['-c', script, process.execPath, '--', cliPath, 'run', '--rm', '-i', busybox, 'sh', '-c', probe], {
-      cwd: repoRoot,
-      env: { ...process.env, MINIDOCK_ROOT: root },
-    });
-    let out = '';
-    child.stdout.on('data', (c: Buffer) => (out += c.toString()));
-    const code = await new Promise<number | null>((res) => child.on('exit', res));
+    const { code, out } = await runCliOnPty(['run', '--rm', '-i', busybox, 'sh', '-c', probe], { root });
     assert.equal(code, 0, out);
     assert.match(out, /REFUSED/);
     assert.doesNotMatch(out, /REACHED/);
