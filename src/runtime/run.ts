@@ -3,8 +3,8 @@
  * layer, the cgroups, then the native executor.
  */
 import { chown, lstat, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
-import { join, relative } from 'node:path';
-import type { Digest } from '../digest.js';
+import { join } from 'node:path';
+import { hexOf, type Digest } from '../digest.js';
 import { MinidockError, NotImplementedError } from '../errors.js';
 import type { ImageConfig } from '../image/index.js';
 import { silentLogger, type Logger } from '../log.js';
@@ -12,6 +12,7 @@ import {
   containerDir,
   claimName,
   createContainerDirs,
+  ensureLayerLink,
   hasLayer,
   layerDiffDir,
   listContainers,
@@ -81,6 +82,12 @@ export async function runContainer(store: Store, options: RunOptions): Promise<n
 
   const lowers = [...options.image.diffIDs].reverse().map((d) => layerDiffDir(store, d));
   checkOverlayLimits(options.image.diffIDs);
+  // Links are at least 12 digits long and every container directory's name
+  // is as long as any other's: what does not fit now never will.
+  checkOptionLength(
+    overlayData(options.image.diffIDs.map((d) => hexOf(d).slice(0, 12)), containerDir(store, '0'.repeat(64))),
+    options.image.diffIDs.length,
+  );
   const user = await resolveImageUser(store, options.image.id, options.user ?? cc.User ?? '', lowers);
 
   const id = newContainerId();
@@ -113,6 +120,7 @@ export async function runContainer(store: Store, options: RunOptions): Promise<n
   // after the record exists, so an rmi that runs meanwhile sees the
   // container and keeps them.
   await createContainerDirs(store, rec);
+  let data: string;
   try {
     let holder = await claimName(store, rec.name, id);
     // A generated name that is taken is simply drawn again.
@@ -133,6 +141,12 @@ export async function runContainer(store: Store, options: RunOptions): Promise<n
         });
       }
     }
+    // Layers stored before links existed get theirs now. The layers stay
+    // (an rmi sees this container), so their links do too.
+    const links: string[] = [];
+    for (const d of options.image.diffIDs) links.push(await ensureLayerLink(store, d));
+    data = overlayData(links, containerDir(store, id));
+    checkOptionLength(data, links.length);
   } catch (err) {
     await releaseName(store, rec.name, id);
     await removeContainerDir(store, id);
@@ -146,16 +160,9 @@ export async function runContainer(store: Store, options: RunOptions): Promise<n
     await writeEtcFiles(join(dir, 'upper'), lowers, hostname);
     cgroup = await ContainerCgroup.create(id, options.limits);
     rec.cgroups = cgroup.dirs;
-    const layersRoot = store.path('layers');
-    const data = [
-      `lowerdir=${lowers.map((l) => relative(layersRoot, l)).join(':')}`,
-      `upperdir=${dir}/upper`,
-      `workdir=${dir}/work`,
-    ].join(',');
-
     const status = await execute(
       {
-        overlay: { data, mountCwd: layersRoot, rootfs: `${dir}/rootfs` },
+        overlay: { data, mountCwd: store.path('layers'), rootfs: `${dir}/rootfs` },
         hostname,
         args,
         env,
@@ -285,8 +292,7 @@ async function resolveImageUser(store: Store, id: Digest, spec: string, lowers: 
  * Refuses, with a clear message, the images overlay cannot stack the way
  * minidock lays layers out. A layer directory is keyed by diffID, so an
  * image that lists the same layer twice would need the same lower directory
- * twice, which overlay refuses; and each lower directory costs about 70
- * bytes of mount options, which must fit in one page.
+ * twice, which overlay refuses.
  */
 function checkOverlayLimits(diffIDs: string[]): void {
   const seen = new Map<string, number>();
@@ -298,9 +304,32 @@ function checkOverlayLimits(diffIDs: string[]): void {
     }
     seen.set(d, i);
   });
-  const optionBytes = diffIDs.length * 71 + 512;
-  if (optionBytes > 4096) {
-    // TODO(#4): short layer names, as Docker's overlay2 l/ links, lift this.
-    throw new NotImplementedError(`an image of ${diffIDs.length} layers: overlay mount options would pass the kernel's one-page limit (about 50 layers)`);
+}
+
+/**
+ * The overlay mount options of a container: lower directories by their
+ * links under layers/l (relative, since the executor mounts from layers/),
+ * topmost first, given the links in the image's order, bottom first.
+ */
+function overlayData(links: string[], dir: string): string {
+  return [
+    `lowerdir=${[...links].reverse().map((l) => `l/${l}`).join(':')}`,
+    `upperdir=${dir}/upper`,
+    `workdir=${dir}/work`,
+  ].join(',');
+}
+
+/**
+ * mount(2) copies its options into one page and ends them with a NUL in
+ * its last byte. 4096 is the smallest page Linux uses (x86-64, most arm64).
+ */
+const mountDataLimit = 4096 - 1;
+
+function checkOptionLength(data: string, layers: number): void {
+  const bytes = Buffer.byteLength(data);
+  if (bytes > mountDataLimit) {
+    throw new NotImplementedError(
+      `an image of ${layers} layers: its overlay mount options take ${bytes} bytes, past the kernel's one-page limit of ${mountDataLimit}`,
+    );
   }
 }

@@ -6,10 +6,16 @@
  * (overlay stacks them at mount time), so its content depends on the layer
  * alone and two images sharing a layer share its directory whatever sits
  * below it. See docs/decisions.md.
+ *
+ * layers/l/<short> is a symlink to ../<diffID hex>/diff, as in Docker's
+ * overlay2 driver: overlay's mount options must fit in one page, and a
+ * lower directory named l/<short> relative to layers/ costs 15 bytes where
+ * its full path costs about 100.
  */
-import { rename, rm, stat } from 'node:fs/promises';
+import { mkdir, readlink, rename, rm, stat, symlink, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { hexOf, type Digest, type DiffID } from '../digest.js';
+import { MinidockError } from '../errors.js';
 import { readJSON, removeTree, writeJSON, type Store } from './store.js';
 
 /** What layer.json records of an unpacked layer. */
@@ -21,6 +27,8 @@ export interface LayerRecord {
   unpacked: string;
   /** Layer blobs (compressed digests) verified to decompress to this layer. */
   blobs?: Digest[];
+  /** The name of the layer's link under layers/l/ (absent for layers stored before links). */
+  link?: string;
 }
 
 /** Returns layers/<hex>, the directory of one layer (diff/ and layer.json inside). */
@@ -59,6 +67,9 @@ export function writeLayerRecord(store: Store, rec: LayerRecord): Promise<void> 
  * held. If the layer appeared meanwhile, tmpDir is discarded.
  */
 export async function commitLayer(store: Store, tmpDir: string, rec: LayerRecord): Promise<void> {
+  // The link first: it names the final directory, so until the rename it
+  // dangles, and a layer directory never exists without its link.
+  rec = { ...rec, link: await ensureLayerLink(store, rec.diffID) };
   await writeJSON(store, join(tmpDir, 'layer.json'), rec);
   try {
     await rename(tmpDir, layerDir(store, rec.diffID));
@@ -69,7 +80,66 @@ export async function commitLayer(store: Store, tmpDir: string, rec: LayerRecord
   }
 }
 
-/** Removes a layer directory. It is first renamed into tmp/ so it vanishes atomically. */
-export function removeLayer(store: Store, diffID: DiffID): Promise<void> {
-  return removeTree(store, layerDir(store, diffID), 'rm-layer');
+/**
+ * Removes a layer directory and its link. The directory is first renamed
+ * into tmp/ so it vanishes atomically. Call with the layer's lock held.
+ */
+export async function removeLayer(store: Store, diffID: DiffID): Promise<void> {
+  const target = linkTarget(diffID);
+  for (const name of linkCandidates(diffID)) {
+    const path = join(layerLinksDir(store), name);
+    if ((await readlink(path).catch(() => undefined)) === target) await unlink(path).catch(() => {});
+  }
+  await removeTree(store, layerDir(store, diffID), 'rm-layer');
+}
+
+/** Returns layers/l, the directory of the layers' short links. */
+export function layerLinksDir(store: Store): string {
+  return store.path('layers', 'l');
+}
+
+function linkTarget(diffID: DiffID): string {
+  return `../${hexOf(diffID)}/diff`;
+}
+
+/**
+ * The names a layer's link may have, shortest first: its diffID's first 12
+ * hex digits, then 4 more at a time up to all 64. Two diffIDs share a
+ * prefix only by chance (one in 2^48 for a pair at 12 digits), and the
+ * full hex is the layer directory's own unique name.
+ */
+function linkCandidates(diffID: DiffID): string[] {
+  const hex = hexOf(diffID);
+  const names: string[] = [];
+  for (let n = 12; n <= hex.length; n += 4) names.push(hex.slice(0, n));
+  return names;
+}
+
+/**
+ * Makes sure layers/l/<short> links to the layer's diff directory and
+ * returns <short>. The name derives from the diffID, so every process
+ * arrives at the same link; a name already taken by a link elsewhere (a
+ * prefix collision, or anything that is not such a link) is never reused:
+ * the existing entry's target is read back and, when it is not this
+ * layer's, the next longer name is tried. Needs no lock: the link is made
+ * by one symlink(2), which fails rather than replaces.
+ */
+export async function ensureLayerLink(store: Store, diffID: DiffID): Promise<string> {
+  const dir = layerLinksDir(store);
+  const target = linkTarget(diffID);
+  await mkdir(dir, { recursive: true, mode: 0o755 });
+  for (const name of linkCandidates(diffID)) {
+    const path = join(dir, name);
+    try {
+      await symlink(target, path);
+      return name;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') {
+        throw new MinidockError('ERR_STORE', `link layer ${diffID}: ${(err as Error).message}`, { cause: err });
+      }
+    }
+    const existing = await readlink(path).catch(() => undefined);
+    if (existing === target) return name;
+  }
+  throw new MinidockError('ERR_STORE', `link layer ${diffID}: every name under ${dir} is taken by another entry`);
 }
