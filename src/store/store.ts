@@ -5,8 +5,11 @@
  *   blobs/sha256/<hex>         verified content: manifests, configs, layer blobs
  *   layers/<diffID hex>/diff   one unpacked layer in overlay format (a lower dir)
  *   layers/<diffID hex>/layer.json
+ *   layers/l/<short id>        short link to a layer's diff/, for overlay's options
  *   images/<config hex>.json   one record per image (its id is the config digest)
+ *   images/<config hex>.cache  facts derived from an image (resolved users)
  *   repositories.json          tags: "registry/repo:tag" → image id
+ *   names/<name>               a container name's claim, holding its id
  *   containers/<id>/           state.json, upper/, work/, rootfs/
  *   tmp/                       partial downloads and unpacks, never read as content
  *   locks/                     lock files (proper-lockfile)
