@@ -2,6 +2,7 @@
  * What every command needs: the store root, the logger, minidock's config.
  */
 import { existsSync, readFileSync } from 'node:fs';
+import { homedir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { MinidockError } from '../errors.js';
@@ -24,6 +25,8 @@ export interface MinidockConfig {
 export interface Context {
   logger: Logger;
   config: MinidockConfig;
+  /** Docker's config.json, where registry credentials live: $DOCKER_CONFIG/config.json or ~/.docker/config.json. */
+  dockerConfigPath: string;
   store(): Promise<Store>;
 }
 
@@ -55,11 +58,18 @@ function readConfig(path: string | undefined): MinidockConfig {
   }
 }
 
+/** Docker's config.json: in $DOCKER_CONFIG when set, else in ~/.docker. */
+export function dockerConfigPath(env: NodeJS.ProcessEnv = process.env): string {
+  const dir = env.DOCKER_CONFIG !== undefined && env.DOCKER_CONFIG !== '' ? env.DOCKER_CONFIG : join(homedir(), '.docker');
+  return join(dir, 'config.json');
+}
+
 export function makeContext(opts: GlobalOptions): Context {
   let store: Promise<Store> | undefined;
   return {
     logger: stderrLogger(opts.debug ? 'debug' : opts.verbose ? 'info' : 'warn'),
     config: readConfig(opts.config),
+    dockerConfigPath: dockerConfigPath(),
     store: () => (store ??= Store.open(storeRoot(opts))),
   };
 }

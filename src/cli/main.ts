@@ -44,6 +44,26 @@ function buildProgram(exit: (code: number) => void): Command {
     });
 
   program
+    .command('login')
+    .description('log in to a registry, keeping the credentials in Docker\'s config.json')
+    .argument('<server>', 'registry host, e.g. 127.0.0.1:5000')
+    .option('-u, --username <user>', 'user name')
+    .option('--password-stdin', 'read the password from stdin')
+    .action(async (server: string, flags) => {
+      const { loginCommand } = await import('./commands/login.js');
+      await loginCommand(context(), server, flags);
+    });
+
+  program
+    .command('logout')
+    .description('remove the credentials kept for a registry')
+    .argument('<server>', 'registry host, e.g. 127.0.0.1:5000')
+    .action(async (server: string) => {
+      const { logoutCommand } = await import('./commands/login.js');
+      await logoutCommand(context(), server);
+    });
+
+  program
     .command('run')
     .description('run a command in a new container')
     .argument('<image>', 'image reference or id')

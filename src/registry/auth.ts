@@ -16,10 +16,26 @@ import { readCapped, redactUrl, responseError, type Transport } from './transpor
 export interface Credentials {
   username: string;
   password: string;
+  /**
+   * An OAuth2 refresh token (Docker's "identitytoken"). When set, token
+   * realms get it in an OAuth2 POST instead of Basic credentials, and a
+   * Basic challenge is not answered.
+   */
+  identityToken?: string;
 }
 
-/** Looks up the credentials for a registry host ("127.0.0.1:5000"), or undefined. */
-export type CredentialsLookup = (host: string) => Credentials | undefined;
+/**
+ * Looks up the credentials for a registry host ("127.0.0.1:5000", or
+ * "docker.io"), or undefined. It may be asynchronous (a credential helper).
+ */
+export type CredentialsLookup = (host: string) => Credentials | undefined | Promise<Credentials | undefined>;
+
+/**
+ * What answer() made of a 401: "retry" with authorization(); "no-credentials"
+ * when the challenge is Basic and no credentials are known; "unsupported"
+ * when no challenge is one minidock speaks.
+ */
+export type AnswerResult = 'retry' | 'no-credentials' | 'unsupported';
 
 interface CachedToken {
   value: string;
@@ -67,9 +83,9 @@ export class Authenticator {
   /**
    * Answers the challenge of a 401 from registry (whose request URL was url)
    * by obtaining a token or picking Basic credentials. Returns true when the
-   * request is worth retrying with authorization(registry, scope), false when
-   * there is nothing to answer with (no challenge we support, or Basic
-   * without credentials). `sent` is the Authorization the refused request
+   * request is worth retrying with authorization(registry, scope) (see
+   * AnswerResult). scope "" asks for a token with no repository scope (as
+   * login does). `sent` is the Authorization the refused request
    * carried: when a different one has been cached since (a concurrent
    * request got it), that one is used without asking again.
    */
@@ -80,9 +96,9 @@ export class Authenticator {
     res: { headers: Record<string, unknown> },
     sent: string | undefined,
     signal?: AbortSignal,
-  ): Promise<boolean> {
+  ): Promise<AnswerResult> {
     const now = this.authorization(registry, scope);
-    if (now !== undefined && now !== sent) return true;
+    if (now !== undefined && now !== sent) return 'retry';
 
     const header = res.headers['www-authenticate'];
     const values = Array.isArray(header) ? header : header === undefined ? [] : [String(header)];
@@ -108,24 +124,27 @@ export class Authenticator {
         this.#pending.set(key, pending);
       }
       await pending;
-      return true;
+      return 'retry';
     }
     const basic = challenges.find((c) => c.scheme === 'basic');
-    const creds = basic === undefined ? undefined : this.#o.credentials?.(registry);
-    if (creds !== undefined) {
-      if (url.protocol === 'http:' && !this.#o.allowsPlainHttp(url.host)) {
-        throw new MinidockError('ERR_INSECURE', `authenticate to ${registry}: refusing to send credentials over plain http`);
-      }
-      this.#basic.set(registry, basicHeader(creds));
-      return true;
+    if (basic === undefined) return 'unsupported';
+    const creds = await this.#credentials(registry);
+    if (creds === undefined || creds.identityToken !== undefined) return 'no-credentials';
+    if (url.protocol === 'http:' && !this.#o.allowsPlainHttp(url.host)) {
+      throw new MinidockError('ERR_INSECURE', `authenticate to ${registry}: refusing to send credentials over plain http`);
     }
-    return false;
+    this.#basic.set(registry, basicHeader(creds));
+    return 'retry';
   }
 
   /** Forgets every token and credential obtained. */
   clear(): void {
     this.#tokens.clear();
     this.#basic.clear();
+  }
+
+  async #credentials(registry: string): Promise<Credentials | undefined> {
+    return this.#o.credentials === undefined ? undefined : await this.#o.credentials(registry);
   }
 
   async #fetchToken(registry: string, scope: string, c: Challenge, signal?: AbortSignal): Promise<void> {
@@ -143,30 +162,47 @@ export class Authenticator {
     realm.username = '';
     realm.password = '';
 
-    if (c.params.service !== undefined) realm.searchParams.set('service', c.params.service);
     // The challenge may name the scopes it wants (space-separated); ask for
     // those and for the one this request needs.
     const scopes = new Set((c.params.scope ?? '').split(' ').filter((s) => s !== ''));
-    scopes.add(scope);
-    for (const s of scopes) realm.searchParams.append('scope', s);
+    if (scope !== '') scopes.add(scope);
 
     const headers: Record<string, string> = { 'user-agent': this.#o.userAgent, accept: 'application/json' };
-    const creds = this.#o.credentials?.(registry);
-    if (creds !== undefined) {
-      if (realm.protocol === 'http:' && !this.#o.allowsPlainHttp(realm.host)) {
-        throw new MinidockError('ERR_INSECURE', `${op}: refusing to send credentials over plain http to ${realm.host}`);
-      }
-      headers.authorization = basicHeader(creds);
+    const creds = await this.#credentials(registry);
+    if (creds !== undefined && realm.protocol === 'http:' && !this.#o.allowsPlainHttp(realm.host)) {
+      throw new MinidockError('ERR_INSECURE', `${op}: refusing to send credentials over plain http to ${realm.host}`);
+    }
+
+    let method: 'GET' | 'POST' = 'GET';
+    let form: string | undefined;
+    if (creds?.identityToken !== undefined) {
+      // An identity token is an OAuth2 refresh token: it is exchanged in a
+      // form POST to the realm (distribution's docs/spec/auth/oauth.md).
+      method = 'POST';
+      const params = new URLSearchParams({
+        grant_type: 'refresh_token',
+        refresh_token: creds.identityToken,
+        client_id: this.#o.userAgent,
+      });
+      if (c.params.service !== undefined) params.set('service', c.params.service);
+      if (scopes.size > 0) params.set('scope', [...scopes].join(' '));
+      form = params.toString();
+      headers['content-type'] = 'application/x-www-form-urlencoded';
+    } else {
+      if (c.params.service !== undefined) realm.searchParams.set('service', c.params.service);
+      for (const s of scopes) realm.searchParams.append('scope', s);
+      if (creds !== undefined) headers.authorization = basicHeader(creds);
     }
 
     const res = await this.#o.transport.send({
-      method: 'GET',
+      method,
       url: realm,
       headers,
+      body: form,
       signal,
       peer: `token service ${realm.host}`,
     });
-    if (res.statusCode !== 200) throw await responseError('GET', realm, res);
+    if (res.statusCode !== 200) throw await responseError(method, realm, res);
 
     const raw = await readCapped(res, 1024 * 1024, `token from ${realm.host}`);
     let body: { token?: unknown; access_token?: unknown; expires_in?: unknown };
@@ -183,7 +219,7 @@ export class Authenticator {
       typeof body.expires_in === 'number' && body.expires_in > 0 ? body.expires_in : defaultTokenSeconds;
     // Renew a little early so a token does not expire in flight.
     this.#tokens.set(`${registry} ${scope}`, { value: token, expiresAt: Date.now() + seconds * 900 });
-    this.#o.logger.debug(`got token for ${registry} (${[...scopes].join(' ')}), valid ${seconds} s`);
+    this.#o.logger.debug(`got token for ${registry} (${[...scopes].join(' ') || 'no scope'}), valid ${seconds} s`);
   }
 }
 

@@ -26,6 +26,7 @@ import {
   discardBody,
   headerOf,
   readCapped,
+  readErrorBody,
   redactUrl,
   responseError,
   type Response,
@@ -304,6 +305,47 @@ export class RegistryClient {
     throw this.#withAuthHint(await responseError('GET', url, res));
   }
 
+  /**
+   * Checks that registry accepts the client's credentials, as `docker
+   * login` does: GET /v2/, answering its challenge (a token with no
+   * repository scope, or Basic). Resolves when the registry answers 200;
+   * a refusal (401 from the registry or its token realm) is a RegistryError
+   * with status 401 reading "login to HOST: unauthorized: <why>". Other
+   * failures are thrown as they come.
+   */
+  async checkLogin(registry: string, opts: RequestOptions = {}): Promise<void> {
+    const op = `login to ${registry}`;
+    const unauthorized = (detail: string | undefined, codes: string[], cause?: unknown): RegistryError =>
+      new RegistryError(`${op}: unauthorized: ${detail ?? 'credentials refused'}`, 401, false, {
+        cause,
+        errorCodes: codes,
+        method: 'GET',
+        hint: 'check the user name and password',
+      });
+
+    let got: { res: Response; url: URL };
+    try {
+      got = await this.#getFrom(registry, '', '/v2/', {}, opts.signal);
+    } catch (err) {
+      if (err instanceof RegistryError && err.status === 401) {
+        // The realm's own message ends the text: "GET <url>: 401 Unauthorized: <why>".
+        const why = /^[A-Z]+ \S+: 401 Unauthorized(?:: (.*))?$/.exec(err.message)?.[1];
+        throw unauthorized(why, err.errorCodes, err);
+      }
+      throw err;
+    }
+    const { res, url } = got;
+    if (res.statusCode === 200) {
+      await res.body.dump().catch(() => {});
+      return;
+    }
+    if (res.statusCode === 401) {
+      const { codes, detail } = await readErrorBody('GET', res);
+      throw unauthorized(detail, codes);
+    }
+    throw await responseError('GET', url, res);
+  }
+
   /** Closes every connection and forgets cached tokens. The client is unusable afterwards. */
   async close(): Promise<void> {
     this.#auth.clear();
@@ -341,9 +383,17 @@ export class RegistryClient {
     extra: Record<string, string>,
     signal?: AbortSignal,
   ): Promise<{ res: Response; url: URL }> {
-    const registry = ref.registry;
+    return this.#getFrom(ref.registry, `repository:${ref.repository}:pull`, path, extra, signal);
+  }
+
+  async #getFrom(
+    registry: string,
+    scope: string,
+    path: string,
+    extra: Record<string, string>,
+    signal?: AbortSignal,
+  ): Promise<{ res: Response; url: URL }> {
     const base = this.#origin(registry);
-    const scope = `repository:${ref.repository}:pull`;
     let url = new URL(path, base);
     let mayAuthorize = true;
     let answered = false;
@@ -365,13 +415,17 @@ export class RegistryClient {
       if (res.statusCode === 401 && onRegistry && !answered) {
         answered = true;
         await res.body.dump().catch(() => {});
-        if (await this.#auth.answer(registry, scope, url, res, authorization, signal)) continue;
-        throw new RegistryError(
-          `GET ${redactUrl(url)}: 401 Unauthorized: no supported authentication challenge`,
-          401,
-          false,
-          { method: 'GET', url: redactUrl(url), hint: 'the registry wants credentials minidock does not have' },
-        );
+        const answer = await this.#auth.answer(registry, scope, url, res, authorization, signal);
+        if (answer === 'retry') continue;
+        const why = answer === 'no-credentials' ? 'authentication required' : 'no supported authentication challenge';
+        throw new RegistryError(`GET ${redactUrl(url)}: 401 Unauthorized: ${why}`, 401, false, {
+          method: 'GET',
+          url: redactUrl(url),
+          hint:
+            answer === 'no-credentials'
+              ? `the registry wants credentials; log in with \`minidock login ${registry}\``
+              : 'the registry wants credentials minidock does not have',
+        });
       }
 
       if (redirectStatuses.has(res.statusCode)) {

@@ -5,9 +5,11 @@
  *
  * Importing this module loads undici and nothing else heavy.
  *
+ * Credentials come from a Docker config.json and its credential helpers
+ * (CredentialStore), through RegistryClientOptions.credentials.
+ *
  * Limitations: pull only (no push, no HEAD-based existence checks); no
- * credential store yet (RegistryClientOptions.credentials is the hook);
- * no proxy support; tokens are cached in memory only; mirrors and
+ * proxy support; tokens are cached in memory only; mirrors and
  * foreign-layer `urls` are not consulted.
  */
 export {
@@ -21,4 +23,11 @@ export {
 } from './client.js';
 export { parseChallenges, type Challenge } from './challenge.js';
 export type { Credentials, CredentialsLookup } from './auth.js';
+export {
+  CredentialStore,
+  dockerHubServer,
+  normalizeServer,
+  serverKey,
+  type CredentialStoreOptions,
+} from './credentials.js';
 export { redactUrl, type RetryOptions } from './transport.js';

@@ -22,9 +22,11 @@ export interface RetryOptions {
 export type Response = Dispatcher.ResponseData;
 
 export interface SendOptions {
-  method: 'GET' | 'HEAD';
+  method: 'GET' | 'HEAD' | 'POST';
   url: URL;
   headers: Record<string, string>;
+  /** A request body (a token form); never logged. */
+  body?: string;
   signal?: AbortSignal;
   /** Names the far end in connection errors: "registry 127.0.0.1:5000". */
   peer: string;
@@ -174,6 +176,19 @@ export function connectionError(peer: string, err: unknown): RegistryError {
  * The message reads "GET <url>: 404 Not Found: manifest unknown".
  */
 export async function responseError(method: string, url: URL, res: Response): Promise<RegistryError> {
+  const { codes, detail } = await readErrorBody(method, res);
+  const shown = redactUrl(url);
+  const temporary = res.statusCode === 429 || res.statusCode >= 500;
+  const message = `${method} ${shown}: ${statusLine(res)}${detail ? `: ${detail}` : ''}`;
+  return new RegistryError(message, res.statusCode, temporary, { errorCodes: codes, method, url: shown });
+}
+
+/**
+ * Reads at most 64 KiB of a non-success answer's body and returns the
+ * registry's error codes and their messages on one line (at most 300
+ * characters), or the start of a text body.
+ */
+export async function readErrorBody(method: string, res: Response): Promise<{ codes: string[]; detail?: string }> {
   let raw: Buffer | undefined;
   if (method !== 'HEAD') {
     try {
@@ -210,11 +225,7 @@ export async function responseError(method: string, url: URL, res: Response): Pr
     detail = detail.replace(/[\x00-\x1f\x7f]+/g, ' ').trim();
     if (detail.length > 300) detail = `${detail.slice(0, 300)}…`;
   }
-
-  const shown = redactUrl(url);
-  const temporary = res.statusCode === 429 || res.statusCode >= 500;
-  const message = `${method} ${shown}: ${statusLine(res)}${detail ? `: ${detail}` : ''}`;
-  return new RegistryError(message, res.statusCode, temporary, { errorCodes: codes, method, url: shown });
+  return { codes, detail };
 }
 
 /**
@@ -240,7 +251,7 @@ export class Transport {
 
   /** Sends one request (with retries). The caller must consume or destroy the body. */
   async send(opts: SendOptions): Promise<Response> {
-    const { method, url, headers, signal } = opts;
+    const { method, url, headers, body, signal } = opts;
     const shown = redactUrl(url);
 
     for (let attempt = 1; ; attempt++) {
@@ -251,6 +262,7 @@ export class Transport {
           path: `${url.pathname}${url.search}`,
           method,
           headers,
+          body,
           signal,
         });
       } catch (err) {

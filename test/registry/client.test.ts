@@ -7,7 +7,7 @@ import { afterEach, describe, it } from 'node:test';
 import { digestOf } from '../../src/digest.js';
 import { DigestMismatchError, MinidockError, NotFoundError, RegistryError } from '../../src/errors.js';
 import { MediaType, type Descriptor } from '../../src/image/index.js';
-import type { Logger } from '../../src/log.js';
+import { recordingLogger } from '../helpers/logger.js';
 import { parseReference } from '../../src/reference.js';
 import { RegistryClient, type RegistryClientOptions } from '../../src/registry/index.js';
 import { sendError, startMock, type Handler, type MockServer } from './mock-server.js';
@@ -32,16 +32,6 @@ function client(options: RegistryClientOptions = {}): RegistryClient {
   return c;
 }
 
-/** A logger that keeps every line, to check what was (not) logged. */
-function recordingLogger(): Logger & { lines: string[] } {
-  const lines: string[] = [];
-  return {
-    lines,
-    debug: (m) => lines.push(`debug ${m}`),
-    info: (m) => lines.push(`info ${m}`),
-    warn: (m) => lines.push(`warn ${m}`),
-  };
-}
 
 function descriptor(mediaType: string, bytes: Buffer, extra: Partial<Descriptor> = {}): Descriptor {
   return { mediaType, digest: digestOf(bytes), size: bytes.length, ...extra };

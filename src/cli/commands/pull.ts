@@ -36,6 +36,8 @@ export async function pullWithProgress(
   flags: PullFlags,
 ): Promise<ImageRecord> {
   const { pullImage } = await import('../../pull/index.js');
+  const { CredentialStore } = await import('../../registry/index.js');
+  const credentials = new CredentialStore({ configPath: ctx.dockerConfigPath, env: process.env, logger: ctx.logger });
   const quiet = flags.quiet ?? false;
   if (!quiet) process.stderr.write(`${ref.tag ?? ref.digest}: Pulling from ${familiarName(ref)}\n`);
   const renderer = progressRenderer(process.stderr, { quiet });
@@ -44,7 +46,7 @@ export async function pullWithProgress(
       logger: ctx.logger,
       progress: (e) => renderer.update(e),
       platform: platformFlag(flags.platform),
-      registry: { insecureRegistries: ctx.config['insecure-registries'] ?? [] },
+      registry: { insecureRegistries: ctx.config['insecure-registries'] ?? [], credentials: credentials.lookup() },
     });
     renderer.done();
     if (!quiet) {
