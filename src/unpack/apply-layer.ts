@@ -105,6 +105,12 @@ export async function applyLayer(
     tar.off('error', onError);
   }
 
+  // Docker reads such a layer and ignores the rest; umoci warns. The bytes
+  // still count for the diffID, which the caller computes over all of them.
+  if (tap.trailing.nonZero) {
+    const n = tap.trailing.bytes;
+    options.logger?.warn(`apply layer ${dir}: ignore ${n} bytes of trailing data after the tar's end`);
+  }
   options.logger?.debug(`apply layer ${dir}: ${stats.entries} entries, ${stats.bytes} bytes`);
   return stats;
 }
@@ -132,6 +138,12 @@ function wrapReadError(err: unknown, signal: AbortSignal | undefined): unknown {
   return new MinidockError('ERR_BAD_LAYER', `read layer tar: ${messageOf(err).toLowerCase()}`, {
     cause: err,
   });
+}
+
+/** A hard link entry waiting for its target to be created. */
+interface PendingLink {
+  rel: string;
+  name: string;
 }
 
 /** Directory metadata applied at the end, once no child changes its mtime. */
@@ -167,6 +179,10 @@ class LayerApplier {
   readonly #dirTimes = new Map<string, DirTimes>();
   // Whiteout devices this layer made, by relative path.
   readonly #whiteouts = new Set<string>();
+  // Directories this layer marked opaque.
+  readonly #opaque = new Set<string>();
+  // Hard links whose target has not been seen yet, by target path.
+  readonly #pendingLinks = new Map<string, PendingLink[]>();
   // Whether the current entry's data has been read.
   #consumed = false;
 
@@ -192,8 +208,15 @@ class LayerApplier {
     }
   }
 
-  /** Sets directory times, after every entry has been applied. */
+  /**
+   * Fails on hard links whose target never came; then sets directory
+   * times, after every entry has been applied.
+   */
   finish(): void {
+    for (const [targetRel, links] of this.#pendingLinks) {
+      const quoted = JSON.stringify(targetRel);
+      throw badLayer(links[0].name, `hard link target ${quoted} is not in the layer`);
+    }
     for (const [rel, t] of this.#dirTimes) {
       const abs = this.#abs(rel);
       try {
@@ -220,6 +243,7 @@ class LayerApplier {
 
     const base = parts[parts.length - 1];
     const parent = parts.slice(0, -1);
+    this.#dropPendingLink(rel);
     const whiteout = parseWhiteout(base, header.name);
     if (whiteout !== undefined) {
       this.#applyWhiteout(header.name, parent, whiteout);
@@ -242,10 +266,10 @@ class LayerApplier {
         if (Object.keys(header.pax ?? {}).some((k) => k.startsWith('GNU.sparse.'))) {
           throw new NotImplementedTypeError('S', 'PAX');
         }
-        return this.#applyFile(rel, header, tapped, entry);
+        return this.#linkPending(rel, await this.#applyFile(rel, header, tapped, entry));
       case 'symlink':
         this.#applySymlink(rel, header, tapped);
-        return 0;
+        return this.#linkPending(rel, 0);
       case 'link':
         this.#applyHardlink(rel, header);
         return 0;
@@ -253,7 +277,7 @@ class LayerApplier {
       case 'block-device':
       case 'fifo':
         this.#applyNode(rel, header, tapped);
-        return 0;
+        return this.#linkPending(rel, 0);
       default:
         throw new NotImplementedTypeError(tapped.typeflag);
     }
@@ -299,7 +323,7 @@ class LayerApplier {
         fs.unlinkSync(abs);
         this.#whiteouts.delete(rel);
         mkdirExact(abs, 0o755);
-        lsetxattr(abs, opaqueXattr, Buffer.from('y'));
+        this.#markOpaque(rel);
       } else if (!st.isDirectory()) {
         throw badLayer(entryName, `${JSON.stringify(rel)} is not a directory`);
       }
@@ -336,7 +360,11 @@ class LayerApplier {
 
     const parentRel = parent.join('/');
     if (whiteout.kind === 'opaque') {
-      lsetxattr(this.#abs(parentRel), opaqueXattr, Buffer.from('y'));
+      this.#markOpaque(parentRel);
+      return;
+    }
+    if (this.#underOpaque(parentRel)) {
+      this.#logger.debug(`apply layer entry ${JSON.stringify(entryName)}: under an opaque directory`);
       return;
     }
 
@@ -354,8 +382,43 @@ class LayerApplier {
 
     // rel is this layer's own entry: keep it (see above).
     if (this.#dirs.has(rel)) {
-      lsetxattr(abs, opaqueXattr, Buffer.from('y'));
+      this.#markOpaque(rel);
     }
+  }
+
+  /**
+   * Marks the directory rel opaque, and removes the whiteouts this layer
+   * made below it. They are moot (nothing below an opaque directory shows
+   * through), and harmful: overlayfs reads an opaque directory as a plain
+   * one, so its whiteout devices would be listed by readdir as names that
+   * cannot be opened. Later whiteouts below rel are skipped likewise.
+   */
+  #markOpaque(rel: string): void {
+    lsetxattr(this.#abs(rel), opaqueXattr, Buffer.from('y'));
+    this.#opaque.add(rel);
+    const prefix = rel === '' ? '' : `${rel}/`;
+    for (const w of this.#whiteouts) {
+      if (w.startsWith(prefix)) {
+        fs.unlinkSync(this.#abs(w));
+        this.#whiteouts.delete(w);
+      }
+    }
+  }
+
+  /** Whether rel is, or is below, a directory this layer made opaque. */
+  #underOpaque(rel: string): boolean {
+    if (this.#opaque.has('')) {
+      return true;
+    }
+    let at = rel;
+    while (at !== '') {
+      if (this.#opaque.has(at)) {
+        return true;
+      }
+      const slash = at.lastIndexOf('/');
+      at = slash < 0 ? '' : at.slice(0, slash);
+    }
+    return false;
   }
 
   /**
@@ -386,7 +449,7 @@ class LayerApplier {
 
   #forgetTree(rel: string): void {
     const prefix = `${rel}/`;
-    for (const set of [this.#dirs, this.#whiteouts]) {
+    for (const set of [this.#dirs, this.#whiteouts, this.#opaque]) {
       for (const p of set) {
         if (p === rel || p.startsWith(prefix)) {
           set.delete(p);
@@ -412,7 +475,7 @@ class LayerApplier {
       if (!merge) {
         fs.mkdirSync(abs, 0o700);
         if (wasWhiteout) {
-          lsetxattr(abs, opaqueXattr, Buffer.from('y'));
+          this.#markOpaque(rel);
         }
       }
     }
@@ -516,17 +579,28 @@ class LayerApplier {
       return;
     }
 
-    this.#checkExistingParent(header.name, parts.slice(0, -1));
+    const targetSeen = this.#checkExistingParent(header.name, parts.slice(0, -1));
     const target = this.#abs(targetRel);
-    const st = lstatOrUndefined(target);
-    if (st === undefined) {
-      const quoted = JSON.stringify(linkname);
-      throw badLayer(header.name, `hard link target ${quoted} is not in the layer`);
+    const st = targetSeen ? lstatOrUndefined(target) : undefined;
+    if (st === undefined || this.#pendingLinks.has(targetRel)) {
+      // A target later in the tar: link when it comes (see linkPending).
+      const links = this.#pendingLinks.get(targetRel) ?? [];
+      links.push({ rel, name: header.name });
+      this.#pendingLinks.set(targetRel, links);
+      return;
     }
-    if (st.isDirectory()) {
-      throw badLayer(header.name, `hard link target ${JSON.stringify(linkname)} is a directory`);
-    }
+    this.#link(rel, header.name, targetRel, st);
+  }
 
+  /**
+   * Links rel to targetRel, an entry of this layer that exists now, then
+   * the links that were waiting for rel. rel's parent must be verified.
+   */
+  #link(rel: string, entryName: string, targetRel: string, st: fs.Stats): void {
+    if (st.isDirectory()) {
+      throw badLayer(entryName, `hard link target ${JSON.stringify(targetRel)} is a directory`);
+    }
+    const target = this.#abs(targetRel);
     const abs = this.#abs(rel);
     try {
       fs.linkSync(target, abs);
@@ -540,10 +614,52 @@ class LayerApplier {
     if (this.#whiteouts.has(targetRel)) {
       this.#whiteouts.add(rel);
     }
+    this.#linkPending(rel, 0);
   }
 
-  /** Like ensureParent, for a path that must already exist. */
-  #checkExistingParent(entryName: string, parent: string[]): void {
+  /**
+   * Creates the hard links that were waiting for rel, just created, as if
+   * each came right after it in the tar: its parent is checked (and made)
+   * again now, since entries in between may have changed it. Returns
+   * passThrough, for the caller's convenience.
+   *
+   * Docker and umoci fail a layer whose hard link comes before its target
+   * (link(2) finds nothing); GNU tar and Go's writer never write one. We
+   * accept it, as the tar still says which names share one file.
+   */
+  #linkPending(rel: string, passThrough: number): number {
+    const links = this.#pendingLinks.get(rel);
+    if (links === undefined) {
+      return passThrough;
+    }
+    this.#pendingLinks.delete(rel);
+    const st = fs.lstatSync(this.#abs(rel));
+    for (const link of links) {
+      const parts = entryComponents(link.name);
+      this.#ensureParent(link.name, parts.slice(0, -1), false);
+      this.#link(link.rel, link.name, rel, st);
+    }
+    return passThrough;
+  }
+
+  // A later entry named rel replaces a hard link to rel that still waits.
+  #dropPendingLink(rel: string): void {
+    for (const [targetRel, links] of this.#pendingLinks) {
+      const kept = links.filter((l) => l.rel !== rel);
+      if (kept.length === 0) {
+        this.#pendingLinks.delete(targetRel);
+      } else if (kept.length !== links.length) {
+        this.#pendingLinks.set(targetRel, kept);
+      }
+    }
+  }
+
+  /**
+   * Like ensureParent, for a hard link target's parent: true when each
+   * component is a real directory, false when one is missing (the target
+   * may come later). Throws for a symlink or a non-directory among them.
+   */
+  #checkExistingParent(entryName: string, parent: string[]): boolean {
     let rel = '';
     for (const part of parent) {
       rel = rel === '' ? part : `${rel}/${part}`;
@@ -551,13 +667,17 @@ class LayerApplier {
         continue;
       }
       const st = lstatOrUndefined(this.#abs(rel));
-      if (st?.isSymbolicLink()) {
+      if (st === undefined) {
+        return false;
+      }
+      if (st.isSymbolicLink()) {
         const why = `hard link target goes through symlink ${JSON.stringify(rel)}`;
         throw new UnsafePathError(entryName, why);
       }
       const quoted = JSON.stringify(rel);
-      throw badLayer(entryName, `hard link target directory ${quoted} is not in the layer`);
+      throw badLayer(entryName, `hard link target directory ${quoted} is not a directory`);
     }
+    return true;
   }
 
   #applyNode(rel: string, header: TarHeader, tapped: TappedEntry): void {

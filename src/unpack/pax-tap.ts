@@ -120,6 +120,15 @@ export class PaxTap extends Transform {
   #globalPax?: Buffer;
   #queue: TappedEntry[] = [];
   #lost = false; // framing failed; tar-stream will report the error
+  #zeroBlocks = 0; // zero header blocks in a row
+  #ended = false; // past the two end-of-archive blocks
+
+  /**
+   * What followed the end-of-archive blocks: how many bytes, and whether
+   * any was not zero (zero padding to a record size is normal). Those
+   * bytes are not passed on to the parser.
+   */
+  readonly trailing = { bytes: 0, nonZero: false };
 
   /**
    * Returns what the tap saw for the entry whose data starts at
@@ -141,21 +150,30 @@ export class PaxTap extends Transform {
   }
 
   override _transform(chunk: Buffer, _encoding: BufferEncoding, done: TransformCallback): void {
+    let end = chunk.length;
     try {
-      if (!this.#lost) {
-        this.#scan(chunk);
+      if (this.#ended) {
+        end = 0;
+      } else if (!this.#lost) {
+        end = this.#scan(chunk);
       }
     } catch (err) {
       done(err as Error);
       return;
     }
+    if (end < chunk.length) {
+      const rest = chunk.subarray(end);
+      this.trailing.bytes += rest.length;
+      this.trailing.nonZero ||= rest.some((b) => b !== 0);
+    }
     this.#offset += chunk.length;
-    done(null, chunk);
+    done(null, end === chunk.length ? chunk : chunk.subarray(0, end));
   }
 
-  #scan(chunk: Buffer): void {
+  /** Follows the framing through chunk; returns where the archive ended in it. */
+  #scan(chunk: Buffer): number {
     let pos = 0;
-    while (pos < chunk.length) {
+    while (pos < chunk.length && !this.#ended) {
       if (this.#skip > 0) {
         const n = Math.min(this.#skip, chunk.length - pos);
         this.#skip -= n;
@@ -186,12 +204,25 @@ export class PaxTap extends Transform {
         this.#onHeader(this.#offset + pos - 512);
       }
     }
+    return pos;
   }
 
   #onHeader(start: number): void {
     const block = this.#header;
+    // Two zero blocks end the archive. One alone may end it too (when the
+    // input stops there), but a header after one is refused, as Go's
+    // archive/tar refuses it: Docker would stop at that block and never
+    // see the entries after it, and minidock must not show them either.
     if (isZeroBlock(block)) {
+      this.#zeroBlocks++;
+      this.#ended = this.#zeroBlocks === 2;
       return;
+    }
+    if (this.#zeroBlocks > 0) {
+      throw new MinidockError(
+        'ERR_BAD_LAYER',
+        `read layer tar: a header follows a lone zero block at byte ${start - 512}`,
+      );
     }
 
     const type = block[156];

@@ -22,7 +22,14 @@ export interface TarEntry {
   pax?: Record<string, string>;
   /** A typeflag character to write instead of type's (e.g. "S"). */
   typeflag?: string;
+  /**
+   * Write a name or link name too long for the header as GNU tar does
+   * ("L" and "K" entries before the header) rather than as PAX records.
+   */
+  gnuLong?: boolean;
 }
+
+const headerField = 100;
 
 const endOfTar = 1024;
 
@@ -37,15 +44,25 @@ export async function makeTar(entries: TarEntry[]): Promise<Buffer> {
       const paxData = Buffer.concat(records);
       parts.push(withTypeflag(await packOne([{ name: 'PaxHeader', type: 'file' }, paxData]), 'x'));
     }
+    let name = e.name;
+    let linkname = e.linkname;
+    if (e.gnuLong && name.length > headerField) {
+      parts.push(await gnuLongEntry('L', name));
+      name = name.slice(0, headerField);
+    }
+    if (e.gnuLong && linkname !== undefined && linkname.length > headerField) {
+      parts.push(await gnuLongEntry('K', linkname));
+      linkname = linkname.slice(0, headerField);
+    }
     let bytes = await packOne([
       {
-        name: e.name,
+        name,
         type: e.type ?? 'file',
         mode: e.mode ?? (e.type === 'directory' ? 0o755 : 0o644),
         uid: e.uid ?? 0,
         gid: e.gid ?? 0,
         mtime: e.mtime ?? new Date(1_600_000_000_000),
-        linkname: e.linkname,
+        linkname,
         devmajor: e.devmajor,
         devminor: e.devminor,
       },
@@ -82,6 +99,14 @@ async function packOne([header, content]: PackArgs): Promise<Buffer> {
   }
   const all = Buffer.concat(chunks);
   return all.subarray(0, all.length - endOfTar);
+}
+
+// GNU tar's long name ("L") or long link name ("K") entry: the name,
+// NUL-terminated, as the data of a pseudo-file "././@LongLink".
+async function gnuLongEntry(typeflag: 'L' | 'K', value: string): Promise<Buffer> {
+  const data = Buffer.concat([Buffer.from(value), Buffer.alloc(1)]);
+  const bytes = await packOne([{ name: '././@LongLink', type: 'file' }, data]);
+  return withTypeflag(bytes, typeflag);
 }
 
 function paxRecords(e: TarEntry): Buffer[] {
