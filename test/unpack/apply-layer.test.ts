@@ -461,6 +461,57 @@ describe('applyLayer', { skip: needRoot }, () => {
     });
   });
 
+  it('refuses a header after a lone zero block, as Go archive/tar does', async () => {
+    const { layer } = newCase();
+    const first = await makeTar([{ name: 'seen', content: 'x' }]);
+    const hidden = await makeTar([{ name: 'hidden', content: 'y' }]);
+    // One end block only, then another entry.
+    const tar = Buffer.concat([first.subarray(0, first.length - 512), hidden]);
+    await assert.rejects(applyLayer(Readable.from([tar]), layer), (err: unknown) => {
+      assert.ok(err instanceof MinidockError);
+      assert.equal((err as MinidockError).code, 'ERR_BAD_LAYER');
+      assert.match((err as Error).message, /a header follows a lone zero block at byte 1024/);
+      return true;
+    });
+    assert.equal(fs.existsSync(path.join(layer, 'hidden')), false);
+  });
+
+  it('links a hard link to its target when the target comes later', async () => {
+    const { layer } = newCase();
+    await apply(
+      [
+        { name: 'a/h1', type: 'link', linkname: 'b/target' },
+        { name: 'a/h2', type: 'link', linkname: 'a/h1' },
+        { name: 'replaced', type: 'link', linkname: 'b/target' },
+        { name: 'replaced', content: 'own content' },
+        { name: 'b/target', content: 'shared', mode: 0o750, uid: 5 },
+      ],
+      layer,
+    );
+
+    const target = fs.lstatSync(path.join(layer, 'b/target'));
+    assert.equal(target.nlink, 3);
+    for (const p of ['a/h1', 'a/h2']) {
+      assert.equal(fs.lstatSync(path.join(layer, p)).ino, target.ino, p);
+    }
+    assert.equal(fs.readFileSync(path.join(layer, 'a/h2'), 'utf8'), 'shared');
+    assert.equal(fs.readFileSync(path.join(layer, 'replaced'), 'utf8'), 'own content');
+    assert.equal(fs.lstatSync(path.join(layer, 'replaced')).nlink, 1);
+  });
+
+  it('fails a hard link whose target never comes', async () => {
+    const { layer } = newCase();
+    await assert.rejects(
+      apply([{ name: 'h', type: 'link', linkname: 'missing/f' }, { name: 'x', content: 'x' }], layer),
+      (err: unknown) => {
+        assert.ok(err instanceof MinidockError);
+        assert.equal((err as MinidockError).code, 'ERR_BAD_LAYER');
+        assert.match((err as Error).message, /"h": hard link target "missing\/f" is not in the layer/);
+        return true;
+      },
+    );
+  });
+
   it('refuses a directory that is not empty', async () => {
     const { layer } = newCase();
     fs.writeFileSync(path.join(layer, 'already'), '');
@@ -587,6 +638,80 @@ describe('applyLayer refuses entries that escape the layer', { skip: needRoot },
       { name: 'a', type: 'symlink', linkname: sentinel },
       { name: 'a/h', type: 'link', linkname: 'f' },
     ]));
+
+  it('refuses "a/../../x"', () => assertRefused(() => [{ name: 'a/../../x', content: 'x' }]));
+
+  it('refuses a symlink a -> /etc followed by a/passwd, leaving /etc alone', async () => {
+    const passwd = fs.readFileSync('/etc/passwd');
+    const etc = fs.readdirSync('/etc').sort();
+    await assertRefused(() => [
+      { name: 'a', type: 'symlink', linkname: '/etc' },
+      { name: 'a/passwd', content: 'pwned::0:0::/:/bin/sh\n' },
+    ]);
+    assert.deepEqual(fs.readFileSync('/etc/passwd'), passwd);
+    assert.deepEqual(fs.readdirSync('/etc').sort(), etc);
+  });
+
+  it('refuses a chain of symlinks to ".."', () =>
+    assertRefused(() => [
+      { name: 'a', type: 'symlink', linkname: '..' },
+      { name: 'b', type: 'symlink', linkname: 'a/..' },
+      { name: 'c', type: 'symlink', linkname: 'b' },
+      { name: 'c/escaped', content: 'x' },
+    ]));
+
+  it('refuses a chain of symlinks to ".." used as a hard link target', () =>
+    assertRefused(() => [
+      { name: 'a', type: 'symlink', linkname: '..' },
+      { name: 'b', type: 'symlink', linkname: 'a/../..' },
+      { name: 'h', type: 'link', linkname: 'b/sentinel/passwd' },
+    ]));
+
+  for (const name of ['.', './', '/', '']) {
+    it(`refuses a symlink entry named ${JSON.stringify(name)}`, () =>
+      assertRefused(({ sentinel }) => [
+        { name, type: 'symlink', linkname: sentinel },
+        { name: 'passwd', content: 'pwned' },
+      ]));
+  }
+
+  it('refuses a hard link waiting for its target when its directory became a symlink', () =>
+    assertRefused(({ sentinel }) => [
+      { name: 'd/h', type: 'link', linkname: 't' },
+      { name: 'd', type: 'symlink', linkname: sentinel },
+      { name: 't', content: 'would land in the sentinel as h' },
+    ]));
+
+  it('resolves an absolute name inside the layer, not on the host', async () => {
+    const c = newCase();
+    const before = snapshot(c.root, c.layer);
+    const name = path.join(c.sentinel, 'f');
+    await apply([{ name, content: 'inside the layer' }], c.layer);
+    assert.deepEqual(snapshot(c.root, c.layer), before);
+    assert.equal(fs.readFileSync(path.join(c.layer, name), 'utf8'), 'inside the layer');
+  });
+
+  it('links a hard link to a symlink that points outside as the symlink itself', async () => {
+    const c = newCase();
+    const before = snapshot(c.root, c.layer);
+    const outside = path.join(c.sentinel, 'passwd');
+    await apply(
+      [
+        { name: 's', type: 'symlink', linkname: outside },
+        { name: 'h', type: 'link', linkname: 's' },
+        // A later file entry of the same name replaces the link; it does
+        // not write through it.
+        { name: 's', content: 'inside' },
+      ],
+      c.layer,
+    );
+    assert.deepEqual(snapshot(c.root, c.layer), before);
+    const h = path.join(c.layer, 'h');
+    assert.ok(fs.lstatSync(h).isSymbolicLink());
+    assert.equal(fs.readlinkSync(h), outside);
+    assert.equal(fs.readFileSync(path.join(c.layer, 's'), 'utf8'), 'inside');
+    assert.equal(fs.lstatSync(outside).nlink, 1);
+  });
 
   for (const name of ['.wh.', '.wh..', '.wh...', 'd/.wh...']) {
     it(`refuses the whiteout ${JSON.stringify(name)}`, () => assertRefused(() => [{ name }]));
