@@ -57,8 +57,16 @@ describe('minidock pull and run', { skip }, () => {
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.stdout, `${busybox}\n`);
     assert.match(r.stderr, /Pull complete/);
-    assert.match(r.stderr, /Digest: sha256:[0-9a-f]{64}/);
+    const digest = /^Digest: (sha256:[0-9a-f]{64})$/m.exec(r.stderr)?.[1];
+    assert.ok(digest, r.stderr);
+    assert.match(r.stderr, /^Image ID: sha256:[0-9a-f]{64}\nStatus: Downloaded newer image for /m);
     assert.ok((await assertStoreBlobsVerify(root)) >= 3, 'manifest, config and layer are stored');
+
+    // -q: the resolved digest on stdout, and nothing else anywhere.
+    const quiet = await cli(['pull', '-q', busybox]);
+    assert.equal(quiet.code, 0, quiet.stderr);
+    assert.equal(quiet.stdout, `${digest}\n`);
+    assert.equal(quiet.stderr, '');
 
     const again = await cli(['pull', busybox]);
     assert.equal(again.code, 0, again.stderr);
