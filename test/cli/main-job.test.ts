@@ -5,27 +5,15 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { cliPath, makeTestRoot, repoRoot, runCli } from '../helpers/cli.js';
+import { assertStoreBlobsVerify, cliPath, makeTestRoot, repoRoot, runCli } from '../helpers/cli.js';
 import { fixtureLayouts } from '../helpers/fixtures.js';
 import { runCliOnPty } from '../helpers/pty.js';
 import { startRegistry, type TestRegistry } from '../helpers/registry.js';
 
 const skip = process.getuid?.() !== 0 ? 'needs root (namespaces, overlay, cgroups)' : false;
-
-/** Every blob in the store hashes to its name. */
-async function assertStoreBlobsVerify(root: string): Promise<number> {
-  const dir = join(root, 'blobs', 'sha256');
-  const names = await readdir(dir);
-  for (const hex of names) {
-    const actual = createHash('sha256').update(await readFile(join(dir, hex))).digest('hex');
-    assert.equal(actual, hex, `blob ${hex} matches its digest`);
-  }
-  return names.length;
-}
 
 describe('minidock pull and run', { skip }, () => {
   let registry: TestRegistry;
