@@ -52,6 +52,8 @@ export interface AuthenticatorOptions {
   credentials?: CredentialsLookup;
   /** True when plain http to host is allowed (loopback or configured insecure). */
   allowsPlainHttp: (host: string) => boolean;
+  /** The clock tokens expire by; default Date.now. */
+  now?: () => number;
 }
 
 /**
@@ -69,12 +71,16 @@ export class Authenticator {
     this.#o = options;
   }
 
+  #now(): number {
+    return (this.#o.now ?? Date.now)();
+  }
+
   /** Returns the Authorization value to send to registry for scope, if one is known. */
   authorization(registry: string, scope: string): string | undefined {
     const key = `${registry} ${scope}`;
     const t = this.#tokens.get(key);
     if (t !== undefined) {
-      if (Date.now() < t.expiresAt) return `Bearer ${t.value}`;
+      if (this.#now() < t.expiresAt) return `Bearer ${t.value}`;
       this.#tokens.delete(key);
     }
     return this.#basic.get(registry);
@@ -218,7 +224,7 @@ export class Authenticator {
     const seconds =
       typeof body.expires_in === 'number' && body.expires_in > 0 ? body.expires_in : defaultTokenSeconds;
     // Renew a little early so a token does not expire in flight.
-    this.#tokens.set(`${registry} ${scope}`, { value: token, expiresAt: Date.now() + seconds * 900 });
+    this.#tokens.set(`${registry} ${scope}`, { value: token, expiresAt: this.#now() + seconds * 900 });
     this.#o.logger.debug(`got token for ${registry} (${[...scopes].join(' ') || 'no scope'}), valid ${seconds} s`);
   }
 }

@@ -49,6 +49,8 @@ export interface RegistryClientOptions {
   retry?: RetryOptions;
   /** How long a manifest or config body may take to arrive in full (default 60 s). */
   smallBodyDeadlineMs?: number;
+  /** The clock bearer tokens expire by (default Date.now); tests move it. */
+  now?: () => number;
 }
 
 /** Per-call options. */
@@ -140,6 +142,7 @@ export class RegistryClient {
       userAgent: this.#userAgent,
       credentials: options.credentials,
       allowsPlainHttp: (host) => this.#allowsPlainHttp(host),
+      now: options.now,
     });
   }
 

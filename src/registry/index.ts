@@ -30,4 +30,10 @@ export {
   serverKey,
   type CredentialStoreOptions,
 } from './credentials.js';
-export { redactUrl, type RetryOptions } from './transport.js';
+export {
+  connectionError,
+  formatDelay,
+  isTemporaryNetworkError,
+  redactUrl,
+  type RetryOptions,
+} from './transport.js';

@@ -5,27 +5,15 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { cliPath, makeTestRoot, repoRoot, runCli } from '../helpers/cli.js';
+import { assertStoreBlobsVerify, cliPath, makeTestRoot, repoRoot, runCli } from '../helpers/cli.js';
 import { fixtureLayouts } from '../helpers/fixtures.js';
 import { runCliOnPty } from '../helpers/pty.js';
 import { startRegistry, type TestRegistry } from '../helpers/registry.js';
 
 const skip = process.getuid?.() !== 0 ? 'needs root (namespaces, overlay, cgroups)' : false;
-
-/** Every blob in the store hashes to its name. */
-async function assertStoreBlobsVerify(root: string): Promise<number> {
-  const dir = join(root, 'blobs', 'sha256');
-  const names = await readdir(dir);
-  for (const hex of names) {
-    const actual = createHash('sha256').update(await readFile(join(dir, hex))).digest('hex');
-    assert.equal(actual, hex, `blob ${hex} matches its digest`);
-  }
-  return names.length;
-}
 
 describe('minidock pull and run', { skip }, () => {
   let registry: TestRegistry;
@@ -57,8 +45,16 @@ describe('minidock pull and run', { skip }, () => {
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.stdout, `${busybox}\n`);
     assert.match(r.stderr, /Pull complete/);
-    assert.match(r.stderr, /Digest: sha256:[0-9a-f]{64}/);
+    const digest = /^Digest: (sha256:[0-9a-f]{64})$/m.exec(r.stderr)?.[1];
+    assert.ok(digest, r.stderr);
+    assert.match(r.stderr, /^Image ID: sha256:[0-9a-f]{64}\nStatus: Downloaded newer image for /m);
     assert.ok((await assertStoreBlobsVerify(root)) >= 3, 'manifest, config and layer are stored');
+
+    // -q: the resolved digest on stdout, and nothing else anywhere.
+    const quiet = await cli(['pull', '-q', busybox]);
+    assert.equal(quiet.code, 0, quiet.stderr);
+    assert.equal(quiet.stdout, `${digest}\n`);
+    assert.equal(quiet.stderr, '');
 
     const again = await cli(['pull', busybox]);
     assert.equal(again.code, 0, again.stderr);
