@@ -36,7 +36,7 @@ export async function deleteImage(store: Store, rec: ImageRecord): Promise<{ blo
   const layers = rec.diffIDs.filter((d) => !keepLayers.has(d));
   for (const d of new Set(blobs)) await removeBlob(store, d);
   for (const d of new Set(layers)) {
-    await withLock(store, `layer-${hexOf(d)}`, () => removeLayer(store, d));
+    await withLock(store, `layer-${hexOf(d)}`, () => removeLayer(store, d), { discard: true });
   }
   return { blobs, layers };
 }

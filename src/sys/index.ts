@@ -13,4 +13,5 @@ export {
   makedev,
   mknod,
   splitDev,
+  tryLockExclusive,
 } from './libc.js';

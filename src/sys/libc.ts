@@ -25,6 +25,7 @@ interface Libc {
   lsetxattr: Fn;
   lgetxattr: Fn;
   llistxattr: Fn;
+  flock: Fn;
 }
 
 /** A libc call that returned -1; `errno` and `errnoCode` say why. */
@@ -63,6 +64,7 @@ function load(): Libc {
       'intptr_t lgetxattr(const char *path, const char *name, void *value, size_t size)',
     ),
     llistxattr: lib.func('intptr_t llistxattr(const char *path, void *list, size_t size)'),
+    flock: lib.func('int flock(int fd, int operation)'),
   };
   return libc;
 }
@@ -211,4 +213,32 @@ export function llistxattr(path: string): string[] {
     }
   }
   throw new MinidockError('ERR_SYSCALL', `llistxattr ${JSON.stringify(path)}: keeps changing size`);
+}
+
+/** flock(2) operations. */
+export const LOCK_EX = 2;
+export const LOCK_NB = 4;
+const EWOULDBLOCK = 11;
+const EINTR = 4;
+
+/**
+ * Takes an exclusive flock(2) on the open file fd without waiting. Returns
+ * false when another open file holds it. The kernel drops the lock when
+ * the file is closed or its process dies, however it dies. `path` only
+ * names the file in errors. Throws SyscallError.
+ */
+export function tryLockExclusive(fd: number, path: string): boolean {
+  const { flock, koffi } = load();
+  for (;;) {
+    if (flock(fd, LOCK_EX | LOCK_NB) === 0) {
+      return true;
+    }
+    const errno = koffi.errno();
+    if (errno === EWOULDBLOCK) {
+      return false;
+    }
+    if (errno !== EINTR) {
+      fail('flock', path);
+    }
+  }
 }
