@@ -22,6 +22,7 @@ import {
   parseImageConfig,
   type Descriptor,
   type ImageConfig,
+  type ImageManifest,
   type Platform,
 } from '../image/index.js';
 import { silentLogger, type Logger } from '../log.js';
@@ -31,7 +32,10 @@ import {
   blobPath,
   commitBlobFile,
   commitLayer,
+  contentLock,
+  sweepTmp,
   hasLayer,
+  layerTreeDigest,
   metadataLock,
   readLayerRecord,
   writeLayerRecord,
@@ -76,6 +80,17 @@ export async function pullImage(store: Store, ref: Reference, options: PullOptio
   const platform = options.platform ?? hostPlatform();
   const client = new RegistryClient({ logger, ...options.registry });
   await sweepTmp(store);
+  return withLock(store, contentLock, () => pullLocked(store, client, ref, platform, logger, options), { shared: true });
+}
+
+async function pullLocked(
+  store: Store,
+  client: RegistryClient,
+  ref: Reference,
+  platform: Platform,
+  logger: Logger,
+  options: PullOptions,
+): Promise<PullResult> {
   try {
     const resolved = await client.resolve(ref, platform, { signal: options.signal });
     logger.info(`resolved ${formatReference(ref)} to ${resolved.indexDigest ?? resolved.manifestDigest}`);
@@ -109,48 +124,23 @@ export async function pullImage(store: Store, ref: Reference, options: PullOptio
       logger.warn(msg);
     }
 
-    let fetched = 0;
-    const tagKey = ref.tag === undefined ? undefined : `${ref.registry}/${ref.repository}:${ref.tag}`;
-    const jobs = manifest.layers.map((layer, i) => async () => {
-      if (await ensureLayer(store, client, ref, layer, diffIDs[i]!, options)) fetched++;
-    });
-    await runLimited(jobs, options.concurrency ?? 4);
-
-    const id = manifest.config.digest;
+    const fetched = await storeLayers(
+      store,
+      manifest.layers,
+      diffIDs,
+      async (layer) => (await client.openBlob(ref, layer, { signal: options.signal })).body,
+      options,
+    );
     const digest = resolved.indexDigest ?? resolved.manifestDigest;
-    let tagged = false;
-    const record = await withLock(store, metadataLock, async () => {
-      // A concurrent rmi may have removed a shared layer after we found it.
-      for (const d of diffIDs) {
-        if (!(await hasLayer(store, d))) {
-          throw new MinidockError('ERR_CONFLICT', `pull ${formatReference(ref)}: layer ${d} was removed while pulling`, {
-            hint: 'run the pull again',
-          });
-        }
-      }
-      const old = await readImageRecord(store, id);
-      const repos = await readRepositories(store);
-      tagged = old !== undefined && (tagKey === undefined || repos[tagKey] === id);
-      const repoDigest = `${ref.registry}/${ref.repository}@${digest}`;
-      const rec: ImageRecord = {
-        id,
-        manifestDigest: resolved.manifestDigest,
-        manifestMediaType: resolved.mediaType,
-        indexDigest: resolved.indexDigest,
-        config: manifest.config,
-        layers: manifest.layers,
-        diffIDs,
-        platform: { os: config.os, architecture: config.architecture, ...(config.variant ? { variant: config.variant } : {}) },
-        repoDigests: [...new Set([...(old?.repoDigests ?? []), repoDigest])],
-        created: config.created,
-        pulled: new Date().toISOString(),
-      };
-      await writeImageRecord(store, rec);
-      if (tagKey !== undefined) {
-        repos[tagKey] = id;
-        await writeRepositories(store, repos);
-      }
-      return rec;
+    const { record, tagged } = await recordImage(store, {
+      what: `pull ${formatReference(ref)}`,
+      manifestDigest: resolved.manifestDigest,
+      manifestMediaType: resolved.mediaType,
+      indexDigest: resolved.indexDigest,
+      manifest,
+      config,
+      repoDigest: `${ref.registry}/${ref.repository}@${digest}`,
+      tags: ref.tag === undefined ? [] : [`${ref.registry}/${ref.repository}:${ref.tag}`],
     });
     return { record, digest, upToDate: fetched === 0 && tagged };
   } catch (err) {
@@ -179,6 +169,85 @@ async function fetchConfig(
   return config;
 }
 
+/** What recordImage needs to know of an image whose blobs and layers are stored. */
+export interface NewImage {
+  /** Names the operation in errors ("pull REF", "load FILE"). */
+  what: string;
+  manifestDigest: Digest;
+  manifestMediaType: string;
+  indexDigest?: Digest;
+  manifest: ImageManifest;
+  config: ImageConfig;
+  /** "registry/repository@digest", when the image came from a repository. */
+  repoDigest?: string;
+  /** "registry/repository:tag" keys to point at the image. */
+  tags: string[];
+}
+
+/**
+ * Writes the record of an image whose layers are all stored, under the
+ * metadata lock, and points its tags at it. Returns the record, and whether
+ * the store held it under every one of those tags already. Throws when a
+ * layer was removed meanwhile (by a concurrent rmi).
+ */
+export async function recordImage(store: Store, image: NewImage): Promise<{ record: ImageRecord; tagged: boolean }> {
+  const { manifest, config } = image;
+  const diffIDs = config.rootfs.diff_ids;
+  const id = manifest.config.digest;
+  return withLock(store, metadataLock, async () => {
+    // A concurrent rmi may have removed a shared layer after we found it.
+    for (const d of diffIDs) {
+      if (!(await hasLayer(store, d))) {
+        throw new MinidockError('ERR_CONFLICT', `${image.what}: layer ${d} was removed meanwhile`, {
+          hint: 'run the command again',
+        });
+      }
+    }
+    const old = await readImageRecord(store, id);
+    const repos = await readRepositories(store);
+    const tagged = old !== undefined && image.tags.every((t) => repos[t] === id);
+    const record: ImageRecord = {
+      id,
+      manifestDigest: image.manifestDigest,
+      manifestMediaType: image.manifestMediaType,
+      indexDigest: image.indexDigest,
+      config: manifest.config,
+      layers: manifest.layers,
+      diffIDs,
+      platform: { os: config.os, architecture: config.architecture, ...(config.variant ? { variant: config.variant } : {}) },
+      repoDigests: [...new Set([...(old?.repoDigests ?? []), ...(image.repoDigest ? [image.repoDigest] : [])])],
+      created: config.created,
+      pulled: new Date().toISOString(),
+    };
+    await writeImageRecord(store, record);
+    if (image.tags.length > 0) {
+      for (const t of image.tags) repos[t] = id;
+      await writeRepositories(store, repos);
+    }
+    return { record, tagged };
+  });
+}
+
+/**
+ * Makes sure every layer of an image (blob and unpacked directory) is in the
+ * store, reading a missing one from open(layer), at most `concurrency` at
+ * once. Returns how many layers had to be read.
+ */
+export async function storeLayers(
+  store: Store,
+  layers: Descriptor[],
+  diffIDs: DiffID[],
+  open: (layer: Descriptor) => Promise<Readable>,
+  options: PullOptions,
+): Promise<number> {
+  let fetched = 0;
+  const jobs = layers.map((layer, i) => async () => {
+    if (await ensureLayer(store, open, layer, diffIDs[i]!, options)) fetched++;
+  });
+  await runLimited(jobs, options.concurrency ?? 4);
+  return fetched;
+}
+
 /** Runs jobs with at most `limit` in flight; the first failure rejects (the rest finish first). */
 async function runLimited(jobs: (() => Promise<void>)[], limit: number): Promise<void> {
   let next = 0;
@@ -203,8 +272,7 @@ async function runLimited(jobs: (() => Promise<void>)[], limit: number): Promise
  */
 async function ensureLayer(
   store: Store,
-  client: RegistryClient,
-  ref: Reference,
+  open: (layer: Descriptor) => Promise<Readable>,
   layer: Descriptor,
   diffID: DiffID,
   options: PullOptions,
@@ -232,7 +300,7 @@ async function ensureLayer(
     try {
       const source: Readable = haveBlob
         ? createReadStream(blobPath(store, layer.digest))
-        : (await client.openBlob(ref, layer, { signal: options.signal })).body;
+        : await open(layer);
 
       const compressed = new DigestingStream({ limit: { bytes: layer.size, what: `layer ${layer.digest}` } });
       let lastReport = 0;
@@ -305,6 +373,7 @@ async function ensureLayer(
           entries: stats?.entries ?? 0,
           unpacked: new Date().toISOString(),
           blobs: [layer.digest],
+          tree: await layerTreeDigest(join(tmpLayer, 'diff')),
         });
       } else if (!linked) {
         await writeLayerRecord(store, { ...record, blobs: [...(record.blobs ?? []), layer.digest] });
@@ -335,23 +404,4 @@ async function allOrDestroy(legs: Promise<unknown>[], streams: { destroy(err?: E
     ),
   );
   if (first !== undefined) throw first;
-}
-
-/**
- * Removes what killed pulls left in tmp/: entries are named
- * "<prefix>.<pid>.<random>", and an entry whose process is gone is garbage.
- */
-async function sweepTmp(store: Store): Promise<void> {
-  const { readdir } = await import('node:fs/promises');
-  for (const name of await readdir(store.path('tmp')).catch(() => [] as string[])) {
-    const pid = Number(name.split('.').at(-2));
-    if (!Number.isInteger(pid) || pid <= 0 || pid === process.pid) continue;
-    try {
-      process.kill(pid, 0);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ESRCH') {
-        await rm(store.path('tmp', name), { recursive: true, force: true }).catch(() => {});
-      }
-    }
-  }
 }

@@ -13,6 +13,15 @@ import type { Store } from './store.js';
 /** Well-known lock names: metadata covers repositories.json, images/ and containers/. */
 export const metadataLock = 'metadata';
 
+/**
+ * Held shared by every pull and load for its whole length, and exclusively
+ * by whatever deletes content (rmi, the prunes, check --repair): content a
+ * pull has found or stored but not yet recorded in an image is never
+ * deleted under it. Taken before the metadata lock, which is taken before
+ * a layer's lock; never the other way round.
+ */
+export const contentLock = 'content';
+
 /** How long a waiter waits for a lock before giving up. */
 const waitLimitMs = 10 * 60_000;
 
@@ -33,9 +42,9 @@ async function sameFile(fh: FileHandle, path: string): Promise<boolean> {
  * another process holds it. A lock file removed by its holder while we
  * waited is a lock nobody holds any more: the path is opened again.
  */
-async function acquire(store: Store, name: string, signal?: AbortSignal): Promise<HeldLock> {
+async function acquire(store: Store, name: string, mode: 'shared' | 'exclusive', signal?: AbortSignal): Promise<HeldLock> {
   // Loaded on first use: commands that take no lock (run, ps) skip koffi.
-  const { tryLockExclusive } = await import('../sys/index.js');
+  const { tryFlock } = await import('../sys/index.js');
   const path = store.path('locks', name);
   const deadline = Date.now() + waitLimitMs;
   let delay = 5;
@@ -43,7 +52,7 @@ async function acquire(store: Store, name: string, signal?: AbortSignal): Promis
     const fh = await open(path, 'a', 0o600);
     let locked = false;
     try {
-      locked = tryLockExclusive(fh.fd, path) && (await sameFile(fh, path));
+      locked = tryFlock(fh.fd, path, mode) && (await sameFile(fh, path));
     } finally {
       if (!locked) await fh.close();
     }
@@ -65,19 +74,20 @@ async function acquire(store: Store, name: string, signal?: AbortSignal): Promis
 }
 
 /**
- * Runs fn while holding the named lock, waiting for another process to
- * release it. The lock is released when fn settles, whatever its outcome;
- * with `discard`, its file is removed too (for a subject that fn removed).
+ * Runs fn while holding the named lock (exclusively unless `shared`),
+ * waiting for other processes to release it. The lock is released when fn
+ * settles, whatever its outcome; with `discard`, its file is removed too
+ * (for a subject that fn removed).
  */
 export async function withLock<T>(
   store: Store,
   name: string,
   fn: () => Promise<T>,
-  options: { discard?: boolean; signal?: AbortSignal } = {},
+  options: { shared?: boolean; discard?: boolean; signal?: AbortSignal } = {},
 ): Promise<T> {
   let lock: HeldLock;
   try {
-    lock = await acquire(store, name, options.signal);
+    lock = await acquire(store, name, options.shared ? 'shared' : 'exclusive', options.signal);
   } catch (err) {
     if (err instanceof MinidockError) throw err;
     throw new MinidockError('ERR_LOCK', `lock ${name}: ${(err as Error).message}`, { cause: err });

@@ -13,5 +13,5 @@ export {
   makedev,
   mknod,
   splitDev,
-  tryLockExclusive,
+  tryFlock,
 } from './libc.js';

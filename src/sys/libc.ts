@@ -216,21 +216,24 @@ export function llistxattr(path: string): string[] {
 }
 
 /** flock(2) operations. */
+export const LOCK_SH = 1;
 export const LOCK_EX = 2;
 export const LOCK_NB = 4;
 const EWOULDBLOCK = 11;
 const EINTR = 4;
 
 /**
- * Takes an exclusive flock(2) on the open file fd without waiting. Returns
- * false when another open file holds it. The kernel drops the lock when
- * the file is closed or its process dies, however it dies. `path` only
- * names the file in errors. Throws SyscallError.
+ * Takes an flock(2) on the open file fd without waiting: exclusive, or
+ * shared with other shared holders. Returns false when another open file
+ * holds a conflicting lock. The kernel drops the lock when the file is
+ * closed or its process dies, however it dies. `path` only names the file
+ * in errors. Throws SyscallError.
  */
-export function tryLockExclusive(fd: number, path: string): boolean {
+export function tryFlock(fd: number, path: string, mode: 'shared' | 'exclusive'): boolean {
   const { flock, koffi } = load();
+  const op = (mode === 'shared' ? LOCK_SH : LOCK_EX) | LOCK_NB;
   for (;;) {
-    if (flock(fd, LOCK_EX | LOCK_NB) === 0) {
+    if (flock(fd, op) === 0) {
       return true;
     }
     const errno = koffi.errno();
