@@ -131,6 +131,27 @@ function buildProgram(exit: (code: number) => void): Command {
       exit(await rmCommand(context(), names, flags));
     });
 
+  program
+    .command('save')
+    .description('write images to a tar archive (Docker\'s format by default), or an OCI layout')
+    .argument('<image...>')
+    .option('-o, --output <file>', 'write to a file (a directory for oci-dir) instead of stdout')
+    .addOption(new Option('--format <format>', 'docker-archive, oci-archive or oci-dir').default('docker-archive'))
+    .action(async (images: string[], flags) => {
+      const { saveCommand } = await import('./commands/archive.js');
+      await saveCommand(context(), images, flags);
+    });
+
+  program
+    .command('load')
+    .description('load images from a Docker or OCI archive (or an OCI layout directory)')
+    .option('-i, --input <file>', 'read from a file or directory instead of stdin')
+    .option('-q, --quiet', 'print no progress')
+    .action(async (flags) => {
+      const { loadCommand } = await import('./commands/archive.js');
+      await loadCommand(context(), flags);
+    });
+
   const image = program.command('image').description('manage images');
   image
     .command('prune')
