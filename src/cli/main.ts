@@ -131,6 +131,75 @@ function buildProgram(exit: (code: number) => void): Command {
       exit(await rmCommand(context(), names, flags));
     });
 
+  program
+    .command('save')
+    .description('write images to a tar archive (Docker\'s format by default), or an OCI layout')
+    .argument('<image...>')
+    .option('-o, --output <file>', 'write to a file (a directory for oci-dir) instead of stdout')
+    .addOption(new Option('--format <format>', 'docker-archive, oci-archive or oci-dir').default('docker-archive'))
+    .action(async (images: string[], flags) => {
+      const { saveCommand } = await import('./commands/archive.js');
+      await saveCommand(context(), images, flags);
+    });
+
+  program
+    .command('load')
+    .description('load images from a Docker or OCI archive (or an OCI layout directory)')
+    .option('-i, --input <file>', 'read from a file or directory instead of stdin')
+    .option('-q, --quiet', 'print no progress')
+    .action(async (flags) => {
+      const { loadCommand } = await import('./commands/archive.js');
+      await loadCommand(context(), flags);
+    });
+
+  const image = program.command('image').description('manage images');
+  image
+    .command('prune')
+    .description('remove unused images')
+    .option('-a, --all', 'remove all images no container uses, not only dangling ones')
+    .option('-f, --force', 'do not prompt for confirmation')
+    .action(async (flags) => {
+      const { imagePruneCommand } = await import('./commands/system.js');
+      await imagePruneCommand(context(), flags);
+    });
+
+  const container = program.command('container').description('manage containers');
+  container
+    .command('prune')
+    .description('remove all stopped containers')
+    .option('-f, --force', 'do not prompt for confirmation')
+    .action(async (flags) => {
+      const { containerPruneCommand } = await import('./commands/system.js');
+      await containerPruneCommand(context(), flags);
+    });
+
+  const system = program.command('system').description('manage the store');
+  system
+    .command('prune')
+    .description('remove stopped containers, dangling images and unreferenced content')
+    .option('-a, --all', 'remove all images no container uses, not only dangling ones')
+    .option('-f, --force', 'do not prompt for confirmation')
+    .action(async (flags) => {
+      const { systemPruneCommand } = await import('./commands/system.js');
+      await systemPruneCommand(context(), flags);
+    });
+  system
+    .command('df')
+    .description('show how much space images, containers and layers take')
+    .option('-v, --verbose', 'show each image, container and layer')
+    .action(async (flags) => {
+      const { systemDfCommand } = await import('./commands/system.js');
+      await systemDfCommand(context(), flags);
+    });
+  system
+    .command('check')
+    .description('verify every blob\'s digest and every layer\'s completeness')
+    .option('--repair', 'remove what is wrong, so that the next pull fetches it again')
+    .action(async (flags) => {
+      const { systemCheckCommand } = await import('./commands/system.js');
+      exit(await systemCheckCommand(context(), flags));
+    });
+
   return program;
 }
 

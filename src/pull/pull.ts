@@ -23,6 +23,7 @@ import {
   parseImageConfig,
   type Descriptor,
   type ImageConfig,
+  type ImageManifest,
   type Platform,
 } from '../image/index.js';
 import { silentLogger, type Logger } from '../log.js';
@@ -39,13 +40,16 @@ import {
   blobPath,
   commitBlobFile,
   commitLayer,
+  contentLock,
   hasLayer,
+  layerTreeDigest,
   metadataLock,
   readLayerRecord,
   writeLayerRecord,
   readRepositories,
   readImageRecord,
   statBlob,
+  sweepTmp,
   withLock,
   writeBlobBytes,
   writeImageRecord,
@@ -85,6 +89,17 @@ export async function pullImage(store: Store, ref: Reference, options: PullOptio
   const platform = options.platform ?? hostPlatform();
   const client = new RegistryClient({ logger, ...options.registry });
   await sweepTmp(store);
+  return withLock(store, contentLock, () => pullLocked(store, client, ref, platform, logger, options), { shared: true });
+}
+
+async function pullLocked(
+  store: Store,
+  client: RegistryClient,
+  ref: Reference,
+  platform: Platform,
+  logger: Logger,
+  options: PullOptions,
+): Promise<PullResult> {
   try {
     const resolved = await client.resolve(ref, platform, { signal: options.signal });
     logger.info(`resolved ${formatReference(ref)} to ${resolved.indexDigest ?? resolved.manifestDigest}`);
@@ -118,48 +133,23 @@ export async function pullImage(store: Store, ref: Reference, options: PullOptio
       logger.warn(msg);
     }
 
-    let fetched = 0;
-    const tagKey = ref.tag === undefined ? undefined : `${ref.registry}/${ref.repository}:${ref.tag}`;
-    const jobs = manifest.layers.map((layer, i) => async () => {
-      if (await ensureLayer({ store, client, ref, layer, diffID: diffIDs[i]!, options })) fetched++;
-    });
-    await runLimited(jobs, options.concurrency ?? 4);
-
-    const id = manifest.config.digest;
+    const fetched = await storeLayers(
+      store,
+      manifest.layers,
+      diffIDs,
+      { name: `registry ${ref.registry}`, open: (layer, offset) => client.openBlob(ref, layer, { offset, signal: options.signal }) },
+      options,
+    );
     const digest = resolved.indexDigest ?? resolved.manifestDigest;
-    let tagged = false;
-    const record = await withLock(store, metadataLock, async () => {
-      // A concurrent rmi may have removed a shared layer after we found it.
-      for (const d of diffIDs) {
-        if (!(await hasLayer(store, d))) {
-          throw new MinidockError('ERR_CONFLICT', `pull ${formatReference(ref)}: layer ${d} was removed while pulling`, {
-            hint: 'run the pull again',
-          });
-        }
-      }
-      const old = await readImageRecord(store, id);
-      const repos = await readRepositories(store);
-      tagged = old !== undefined && (tagKey === undefined || repos[tagKey] === id);
-      const repoDigest = `${ref.registry}/${ref.repository}@${digest}`;
-      const rec: ImageRecord = {
-        id,
-        manifestDigest: resolved.manifestDigest,
-        manifestMediaType: resolved.mediaType,
-        indexDigest: resolved.indexDigest,
-        config: manifest.config,
-        layers: manifest.layers,
-        diffIDs,
-        platform: { os: config.os, architecture: config.architecture, ...(config.variant ? { variant: config.variant } : {}) },
-        repoDigests: [...new Set([...(old?.repoDigests ?? []), repoDigest])],
-        created: config.created,
-        pulled: new Date().toISOString(),
-      };
-      await writeImageRecord(store, rec);
-      if (tagKey !== undefined) {
-        repos[tagKey] = id;
-        await writeRepositories(store, repos);
-      }
-      return rec;
+    const { record, tagged } = await recordImage(store, {
+      what: `pull ${formatReference(ref)}`,
+      manifestDigest: resolved.manifestDigest,
+      manifestMediaType: resolved.mediaType,
+      indexDigest: resolved.indexDigest,
+      manifest,
+      config,
+      repoDigest: `${ref.registry}/${ref.repository}@${digest}`,
+      tags: ref.tag === undefined ? [] : [`${ref.registry}/${ref.repository}:${ref.tag}`],
     });
     return { record, digest, upToDate: fetched === 0 && tagged };
   } catch (err) {
@@ -204,6 +194,96 @@ async function runLimited(jobs: (() => Promise<void>)[], limit: number): Promise
   };
   await Promise.all(Array.from({ length: Math.min(limit, jobs.length) }, worker));
   if (failure !== undefined) throw failure;
+}
+
+/** What recordImage needs to know of an image whose blobs and layers are stored. */
+export interface NewImage {
+  /** Names the operation in errors ("pull REF", "load FILE"). */
+  what: string;
+  manifestDigest: Digest;
+  manifestMediaType: string;
+  indexDigest?: Digest;
+  manifest: ImageManifest;
+  config: ImageConfig;
+  /** "registry/repository@digest", when the image came from a repository. */
+  repoDigest?: string;
+  /** "registry/repository:tag" keys to point at the image. */
+  tags: string[];
+}
+
+/**
+ * Writes the record of an image whose layers are all stored, under the
+ * metadata lock, and points its tags at it. Returns the record, and whether
+ * the store held it under every one of those tags already. Throws when a
+ * layer was removed meanwhile (by a concurrent rmi).
+ */
+export async function recordImage(store: Store, image: NewImage): Promise<{ record: ImageRecord; tagged: boolean }> {
+  const { manifest, config } = image;
+  const diffIDs = config.rootfs.diff_ids;
+  const id = manifest.config.digest;
+  return withLock(store, metadataLock, async () => {
+    // A concurrent rmi may have removed a shared layer after we found it.
+    for (const d of diffIDs) {
+      if (!(await hasLayer(store, d))) {
+        throw new MinidockError('ERR_CONFLICT', `${image.what}: layer ${d} was removed meanwhile`, {
+          hint: 'run the command again',
+        });
+      }
+    }
+    const old = await readImageRecord(store, id);
+    const repos = await readRepositories(store);
+    const tagged = old !== undefined && image.tags.every((t) => repos[t] === id);
+    const record: ImageRecord = {
+      id,
+      manifestDigest: image.manifestDigest,
+      manifestMediaType: image.manifestMediaType,
+      indexDigest: image.indexDigest,
+      config: manifest.config,
+      layers: manifest.layers,
+      diffIDs,
+      platform: { os: config.os, architecture: config.architecture, ...(config.variant ? { variant: config.variant } : {}) },
+      repoDigests: [...new Set([...(old?.repoDigests ?? []), ...(image.repoDigest ? [image.repoDigest] : [])])],
+      created: config.created,
+      pulled: new Date().toISOString(),
+    };
+    await writeImageRecord(store, record);
+    if (image.tags.length > 0) {
+      for (const t of image.tags) repos[t] = id;
+      await writeRepositories(store, repos);
+    }
+    return { record, tagged };
+  });
+}
+
+/**
+ * Makes sure every layer of an image (blob and unpacked directory) is in the
+ * store, reading a missing one from source, at most `concurrency` at
+ * once. Returns how many layers had to be read.
+ */
+export async function storeLayers(
+  store: Store,
+  layers: Descriptor[],
+  diffIDs: DiffID[],
+  source: BlobSource,
+  options: PullOptions,
+): Promise<number> {
+  let fetched = 0;
+  const jobs = layers.map((layer, i) => async () => {
+    if (await ensureLayer({ store, source, layer, diffID: diffIDs[i]!, options })) fetched++;
+  });
+  await runLimited(jobs, options.concurrency ?? 4);
+  return fetched;
+}
+
+/**
+ * Where layer blobs come from: a registry, or an archive being loaded.
+ * open(layer, offset) returns the blob's bytes from offset on (or from 0,
+ * said by the returned offset, when the source cannot seek).
+ */
+export interface BlobSource {
+  /** Names the source in messages ("registry 127.0.0.1:5000"). */
+  name: string;
+  open(layer: Descriptor, offset: number): Promise<OpenedBlob>;
 }
 
 /**
@@ -263,8 +343,7 @@ function partialPath(store: Store, d: Digest): string {
 /** One layer of one pull. */
 interface LayerJob {
   store: Store;
-  client: RegistryClient;
-  ref: Reference;
+  source: BlobSource;
   layer: Descriptor;
   diffID: DiffID;
   options: PullOptions;
@@ -281,7 +360,7 @@ interface LayerState {
 
 /** One attempt of ensureLayer's work, under its lock. */
 async function fetchLayer(job: LayerJob, st: LayerState): Promise<void> {
-  const { store, client, ref, layer, diffID, options } = job;
+  const { store, source, layer, diffID, options } = job;
   const { haveBlob, record, linked, partial, event } = st;
   const compression = layerCompression(layer.mediaType)!;
   const tmpLayer = store.tmpPath(`layer-${hexOf(diffID).slice(0, 12)}`);
@@ -290,13 +369,13 @@ async function fetchLayer(job: LayerJob, st: LayerState): Promise<void> {
   let keepPartial = false;
   let resumedFrom = 0;
   try {
-    let source: Readable;
+    let body: Readable;
     if (haveBlob) {
-      source = createReadStream(blobPath(store, layer.digest));
+      body = createReadStream(blobPath(store, layer.digest));
     } else {
-      const download = resumableDownload(client, ref, layer, partial, options);
+      const download = resumableDownload(source, layer, partial, options);
       resumedFrom = download.resumedFrom = await startOf(partial, layer.size);
-      source = Readable.from(download.chunks(), { objectMode: false });
+      body = Readable.from(download.chunks(), { objectMode: false });
       download.onInterrupted = () => {
         keepPartial = true;
       };
@@ -348,7 +427,7 @@ async function fetchLayer(job: LayerJob, st: LayerState): Promise<void> {
 
     // Data starts flowing only now, once every leg is attached.
     const [downloaded] = await Promise.allSettled([
-      pipeline(source, compressed).catch((err) => {
+      pipeline(body, compressed).catch((err) => {
         stopUnpack(err);
         throw err;
       }),
@@ -373,6 +452,7 @@ async function fetchLayer(job: LayerJob, st: LayerState): Promise<void> {
         entries: stats?.entries ?? 0,
         unpacked: new Date().toISOString(),
         blobs: [layer.digest],
+        tree: await layerTreeDigest(join(tmpLayer, 'diff')),
       });
     } else if (!linked) {
       await writeLayerRecord(store, { ...record, blobs: [...(record.blobs ?? []), layer.digest] });
@@ -408,8 +488,7 @@ async function startOf(partial: string, size: number): Promise<number> {
  * that bring no new byte.
  */
 function resumableDownload(
-  client: RegistryClient,
-  ref: Reference,
+  source: BlobSource,
   layer: Descriptor,
   partial: string,
   options: PullOptions,
@@ -431,7 +510,7 @@ function resumableDownload(
         for (let fruitless = 0; ; ) {
           let opened: OpenedBlob;
           try {
-            opened = await client.openBlob(ref, layer, { offset, signal: options.signal });
+            opened = await source.open(layer, offset);
           } catch (err) {
             if (isTemporaryNetworkError(err) || options.signal?.aborted) state.onInterrupted();
             throw err;
@@ -474,7 +553,7 @@ function resumableDownload(
             }
             const wait = Math.min(baseDelayMs * 2 ** fruitless, 10_000);
             logger.warn(
-              `layer ${layer.digest}: ${connectionError(`registry ${ref.registry}`, err).message.replace(/^connect to /, '')} ` +
+              `layer ${layer.digest}: ${connectionError(source.name, err).message.replace(/^connect to /, '')} ` +
                 `at byte ${offset} of ${layer.size}, resuming in ${formatDelay(wait)}`,
             );
             await sleep(wait, undefined, { signal: options.signal });
@@ -486,23 +565,4 @@ function resumableDownload(
     },
   };
   return state;
-}
-
-/**
- * Removes what killed pulls left in tmp/: entries are named
- * "<prefix>.<pid>.<random>", and an entry whose process is gone is garbage.
- */
-async function sweepTmp(store: Store): Promise<void> {
-  const { readdir } = await import('node:fs/promises');
-  for (const name of await readdir(store.path('tmp')).catch(() => [] as string[])) {
-    const pid = Number(name.split('.').at(-2));
-    if (!Number.isInteger(pid) || pid <= 0 || pid === process.pid) continue;
-    try {
-      process.kill(pid, 0);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ESRCH') {
-        await rm(store.path('tmp', name), { recursive: true, force: true }).catch(() => {});
-      }
-    }
-  }
 }

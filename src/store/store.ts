@@ -12,7 +12,7 @@
  *   names/<name>               a container name's claim, holding its id
  *   containers/<id>/           state.json, upper/, work/, rootfs/
  *   tmp/                       partial downloads and unpacks, never read as content
- *   locks/                     lock files (proper-lockfile)
+ *   locks/                     lock files (flock(2))
  *
  * Everything that becomes visible under blobs/, layers/ or images/ gets there
  * by rename from tmp/, so a crash never leaves a partial entry under a final

@@ -13,4 +13,5 @@ export {
   makedev,
   mknod,
   splitDev,
+  tryFlock,
 } from './libc.js';

@@ -25,6 +25,7 @@ interface Libc {
   lsetxattr: Fn;
   lgetxattr: Fn;
   llistxattr: Fn;
+  flock: Fn;
 }
 
 /** A libc call that returned -1; `errno` and `errnoCode` say why. */
@@ -63,6 +64,7 @@ function load(): Libc {
       'intptr_t lgetxattr(const char *path, const char *name, void *value, size_t size)',
     ),
     llistxattr: lib.func('intptr_t llistxattr(const char *path, void *list, size_t size)'),
+    flock: lib.func('int flock(int fd, int operation)'),
   };
   return libc;
 }
@@ -211,4 +213,35 @@ export function llistxattr(path: string): string[] {
     }
   }
   throw new MinidockError('ERR_SYSCALL', `llistxattr ${JSON.stringify(path)}: keeps changing size`);
+}
+
+/** flock(2) operations. */
+export const LOCK_SH = 1;
+export const LOCK_EX = 2;
+export const LOCK_NB = 4;
+const EWOULDBLOCK = 11;
+const EINTR = 4;
+
+/**
+ * Takes an flock(2) on the open file fd without waiting: exclusive, or
+ * shared with other shared holders. Returns false when another open file
+ * holds a conflicting lock. The kernel drops the lock when the file is
+ * closed or its process dies, however it dies. `path` only names the file
+ * in errors. Throws SyscallError.
+ */
+export function tryFlock(fd: number, path: string, mode: 'shared' | 'exclusive'): boolean {
+  const { flock, koffi } = load();
+  const op = (mode === 'shared' ? LOCK_SH : LOCK_EX) | LOCK_NB;
+  for (;;) {
+    if (flock(fd, op) === 0) {
+      return true;
+    }
+    const errno = koffi.errno();
+    if (errno === EWOULDBLOCK) {
+      return false;
+    }
+    if (errno !== EINTR) {
+      fail('flock', path);
+    }
+  }
 }

@@ -16,11 +16,11 @@ import type { Context } from '../context.js';
 import { ago, humanDuration, table } from '../output.js';
 
 /** The state as seen now: a "running" record whose process is gone ended without being recorded. */
-function liveStatus(c: ContainerRecord): ContainerRecord['status'] {
+export function liveStatus(c: ContainerRecord): ContainerRecord['status'] {
   return c.status === 'running' && !isProcessAlive(c.pid, c.pidStart) ? 'exited' : c.status;
 }
 
-function statusText(c: ContainerRecord, now: number): string {
+export function statusText(c: ContainerRecord, now: number): string {
   switch (liveStatus(c)) {
     case 'created':
       return 'Created';
@@ -33,7 +33,7 @@ function statusText(c: ContainerRecord, now: number): string {
   }
 }
 
-function quoteCommand(args: string[]): string {
+export function quoteCommand(args: string[]): string {
   const s = args.join(' ');
   return JSON.stringify(s.length > 20 ? `${s.slice(0, 19)}…` : s);
 }
@@ -89,11 +89,7 @@ export async function rmCommand(ctx: Context, names: string[], flags: { force?: 
             process.kill(c.pid!, 'SIGKILL');
           } catch {}
         }
-        await removeContainerDir(store, c.id);
-        await releaseName(store, c.name, c.id);
-        // Left behind only when the minidock that ran it was killed.
-        const { ContainerCgroup } = await import('../../runtime/cgroups.js');
-        await ContainerCgroup.at(c.cgroups ?? []).remove().catch(() => {});
+        await removeContainer(store, c);
       });
       process.stdout.write(`${name}\n`);
     } catch (err) {
@@ -103,4 +99,16 @@ export async function rmCommand(ctx: Context, names: string[], flags: { force?: 
     }
   }
   return status;
+}
+
+/**
+ * Removes a stopped container: its directory, its name and the cgroups a
+ * killed run left. Call with the metadata lock held.
+ */
+export async function removeContainer(store: Store, c: ContainerRecord): Promise<void> {
+  await removeContainerDir(store, c.id);
+  await releaseName(store, c.name, c.id);
+  // Left behind only when the minidock that ran it was killed.
+  const { ContainerCgroup } = await import('../../runtime/cgroups.js');
+  await ContainerCgroup.at(c.cgroups ?? []).remove().catch(() => {});
 }
