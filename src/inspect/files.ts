@@ -29,11 +29,16 @@ export interface ResolvedPath {
 
 /**
  * Resolves `path` in the merged view of `layers` (diff directories, bottom
- * first), following symlinks inside the image. Returns undefined when the
+ * first), following symlinks inside the image (the last component's
+ * unless options.followLast is false). Returns undefined when the
  * view has nothing there.
  */
-export async function resolvePath(layers: string[], path: string): Promise<ResolvedPath | undefined> {
-  const found = await resolveMergedPath([...layers].reverse(), `/${path}`, isOpaque);
+export async function resolvePath(
+  layers: string[],
+  path: string,
+  options: { followLast?: boolean } = {},
+): Promise<ResolvedPath | undefined> {
+  const found = await resolveMergedPath([...layers].reverse(), `/${path}`, isOpaque, options);
   if (found === undefined) return undefined;
   if (found.parts.length === 0) {
     const st = fs.lstatSync(layers[0]!);

@@ -57,11 +57,17 @@ export interface MergedPath {
 /**
  * Resolves path (absolute, inside the image) in the merged view of
  * `layers` (diff directories, topmost first), following symlinks inside
- * the image, the last component's included. Returns undefined when the
+ * the image, the last component's too unless options.followLast is
+ * false. Returns undefined when the
  * merged view has nothing there. `isOpaque` reports whether a directory of
  * a layer carries overlay's opaque mark.
  */
-export async function resolveMergedPath(layers: string[], path: string, isOpaque: IsOpaque): Promise<MergedPath | undefined> {
+export async function resolveMergedPath(
+  layers: string[],
+  path: string,
+  isOpaque: IsOpaque,
+  options: { followLast?: boolean } = {},
+): Promise<MergedPath | undefined> {
   let pending = split(path);
   let resolved: string[] = [];
   let found: { layer: string; st: Stats } | undefined;
@@ -76,7 +82,7 @@ export async function resolveMergedPath(layers: string[], path: string, isOpaque
     const candidate = [...resolved, name];
     found = await lookup(layers, candidate, isOpaque);
     if (found === undefined) return undefined;
-    if (found.st.isSymbolicLink()) {
+    if (found.st.isSymbolicLink() && (pending.length > 0 || options.followLast !== false)) {
       if (++links > maxLinks) return undefined;
       const target = await readlink(join(found.layer, ...candidate));
       if (target.startsWith('/')) resolved = [];

@@ -16,7 +16,7 @@ import type { Context } from '../context.js';
 import { ago, humanDuration, table } from '../output.js';
 
 /** The state as seen now: a "running" record whose process is gone ended without being recorded. */
-function liveStatus(c: ContainerRecord): ContainerRecord['status'] {
+export function liveStatus(c: ContainerRecord): ContainerRecord['status'] {
   return c.status === 'running' && !isProcessAlive(c.pid, c.pidStart) ? 'exited' : c.status;
 }
 
