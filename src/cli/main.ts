@@ -200,6 +200,89 @@ function buildProgram(exit: (code: number) => void): Command {
       exit(await systemCheckCommand(context(), flags));
     });
 
+  program
+    .command('inspect')
+    .description('show an image\'s manifest, config and layers, or a container\'s state and spec')
+    .argument('<name>', 'image or container (or, with --remote, an image reference)')
+    .option('--format <format>', 'json for the documented schema (docs/inspect.md)')
+    .option('--type <type>', 'look for an image or a container only')
+    .option('--efficiency', 'measure wasted space and the efficiency score, as dive does')
+    .option('--fail-under <score>', 'exit 1 when the efficiency score is below this (0 to 1)')
+    .option('--raw <what>', 'print the stored manifest or config bytes exactly (manifest|config)')
+    .option('--remote', 'read the image from its registry, storing nothing')
+    .option('--platform <os/arch[/variant]>', 'with --remote: the platform to pick from an index')
+    .action(async (name: string, flags) => {
+      const { inspectCommand } = await import('./commands/inspect.js');
+      exit(await inspectCommand(context(), name, flags));
+    });
+
+  program
+    .command('history')
+    .description('show the history of an image, one row per entry, newest first')
+    .argument('<image>')
+    .option('--format <format>', 'json for the documented schema (docs/inspect.md)')
+    .option('--no-trunc', 'do not shorten ids and CREATED BY')
+    .option('--no-human', 'print times as RFC 3339 and sizes in bytes')
+    .action(async (image: string, flags) => {
+      const { historyCommand } = await import('./commands/inspect.js');
+      await historyCommand(context(), image, { format: flags.format, noTrunc: flags.trunc === false, human: flags.human });
+    });
+
+  program
+    .command('layers')
+    .description('list what each layer adds (A), changes (C) and deletes (D)')
+    .argument('<image>', 'image (or, with --remote, an image reference)')
+    .argument('[layer]', 'one layer: its number (1 is the bottom layer), digest or diffID')
+    .option('--format <format>', 'json for the documented schema (docs/inspect.md)')
+    .option('--tree', 'show the changes as a tree')
+    .option('--filter <path>', 'only paths at or below this one')
+    .option('--remote', 'stream the layer from its registry and list its entries, storing nothing')
+    .option('--platform <os/arch[/variant]>', 'with --remote: the platform to pick from an index')
+    .action(async (image: string, layer: string | undefined, flags) => {
+      const { layersCommand } = await import('./commands/layers.js');
+      await layersCommand(context(), image, layer, flags);
+    });
+
+  program
+    .command('diff')
+    .description('show what a container changed against its image, or what changes from one image to another')
+    .argument('<name>', 'container, or image')
+    .argument('[other]', 'image or container to compare the first with')
+    .option('--format <format>', 'json for the documented schema (docs/inspect.md)')
+    .action(async (name: string, other: string | undefined, flags) => {
+      const { diffCommand } = await import('./commands/layers.js');
+      await diffCommand(context(), name, other, flags);
+    });
+
+  program
+    .command('ls')
+    .description('list a directory of an image\'s (or a container\'s) merged filesystem')
+    .argument('<image[:path]>', 'e.g. busybox:/etc')
+    .option('--format <format>', 'json for the documented schema (docs/inspect.md)')
+    .action(async (arg: string, flags) => {
+      const { lsCommand } = await import('./commands/files.js');
+      await lsCommand(context(), arg, flags);
+    });
+
+  program
+    .command('cat')
+    .description('print a file of an image\'s (or a container\'s) merged filesystem')
+    .argument('<image:path>', 'e.g. busybox:/etc/passwd')
+    .action(async (arg: string) => {
+      const { catCommand } = await import('./commands/files.js');
+      await catCommand(context(), arg);
+    });
+
+  program
+    .command('export')
+    .description('write the merged filesystem of an image or container as one tar')
+    .argument('<name>', 'image or container')
+    .option('-o, --output <file>', 'write to this file instead of stdout')
+    .action(async (name: string, flags) => {
+      const { exportCommand } = await import('./commands/files.js');
+      await exportCommand(context(), name, flags);
+    });
+
   return program;
 }
 

@@ -47,13 +47,27 @@ async function lookup(
   return undefined;
 }
 
+/** Where a path of the merged view lives: its layer, its resolved components, its lstat. */
+export interface MergedPath {
+  layer: string;
+  parts: string[];
+  st: Stats;
+}
+
 /**
- * Returns the content of path (absolute, inside the image) as UTF-8, or
- * undefined when the merged view has no regular file there. `layers` lists
- * the layer diff directories topmost first. `isOpaque` reports whether a
- * directory of a layer carries overlay's opaque mark.
+ * Resolves path (absolute, inside the image) in the merged view of
+ * `layers` (diff directories, topmost first), following symlinks inside
+ * the image, the last component's too unless options.followLast is
+ * false. Returns undefined when the
+ * merged view has nothing there. `isOpaque` reports whether a directory of
+ * a layer carries overlay's opaque mark.
  */
-export async function readMergedFile(layers: string[], path: string, isOpaque: IsOpaque): Promise<string | undefined> {
+export async function resolveMergedPath(
+  layers: string[],
+  path: string,
+  isOpaque: IsOpaque,
+  options: { followLast?: boolean } = {},
+): Promise<MergedPath | undefined> {
   let pending = split(path);
   let resolved: string[] = [];
   let found: { layer: string; st: Stats } | undefined;
@@ -68,7 +82,7 @@ export async function readMergedFile(layers: string[], path: string, isOpaque: I
     const candidate = [...resolved, name];
     found = await lookup(layers, candidate, isOpaque);
     if (found === undefined) return undefined;
-    if (found.st.isSymbolicLink()) {
+    if (found.st.isSymbolicLink() && (pending.length > 0 || options.followLast !== false)) {
       if (++links > maxLinks) return undefined;
       const target = await readlink(join(found.layer, ...candidate));
       if (target.startsWith('/')) resolved = [];
@@ -79,6 +93,23 @@ export async function readMergedFile(layers: string[], path: string, isOpaque: I
     if (pending.length > 0 && !found.st.isDirectory()) return undefined;
     resolved = candidate;
   }
+  if (found === undefined) {
+    // The root, or a path that ".." led back to a directory: look it up again.
+    if (resolved.length === 0) return { layer: layers[layers.length - 1] ?? '', parts: [], st: await lstat(layers[layers.length - 1] ?? '/nonexistent') };
+    found = await lookup(layers, resolved, isOpaque);
+    if (found === undefined) return undefined;
+  }
+  return { layer: found.layer, parts: resolved, st: found.st };
+}
+
+/**
+ * Returns the content of path (absolute, inside the image) as UTF-8, or
+ * undefined when the merged view has no regular file there. `layers` lists
+ * the layer diff directories topmost first. `isOpaque` reports whether a
+ * directory of a layer carries overlay's opaque mark.
+ */
+export async function readMergedFile(layers: string[], path: string, isOpaque: IsOpaque): Promise<string | undefined> {
+  const found = await resolveMergedPath(layers, path, isOpaque);
   if (found === undefined || !found.st.isFile()) return undefined;
-  return readFile(join(found.layer, ...resolved), 'utf8');
+  return readFile(join(found.layer, ...found.parts), 'utf8');
 }

@@ -22,6 +22,7 @@ import {
   removeContainerDir,
   writeContainer,
   type ContainerLimits,
+  type ContainerMount,
   type ContainerRecord,
   type ImageRecord,
   type Store,
@@ -160,13 +161,26 @@ export async function runContainer(store: Store, options: RunOptions): Promise<n
     await writeEtcFiles(join(dir, 'upper'), lowers, hostname);
     cgroup = await ContainerCgroup.create(id, options.limits);
     rec.cgroups = cgroup.dirs;
+    const cwd = options.workdir ?? (cc.WorkingDir || '/');
+    rec.spec = {
+      args,
+      env,
+      cwd,
+      user: { uid: user.uid, gid: user.gid, groups: user.groups },
+      hostname,
+      tty: options.tty,
+      stdin: options.interactive,
+      rootfs: { lower: [...options.image.diffIDs].reverse(), upper: `${dir}/upper`, work: `${dir}/work` },
+      mounts: containerMounts(`${dir}/rootfs`),
+    };
+    await writeContainer(store, rec);
     const status = await execute(
       {
         overlay: { data, mountCwd: store.path('layers'), rootfs: `${dir}/rootfs` },
         hostname,
         args,
         env,
-        cwd: options.workdir ?? (cc.WorkingDir || '/'),
+        cwd,
         uid: user.uid,
         gid: user.gid,
         groups: user.groups,
@@ -212,6 +226,22 @@ export async function runContainer(store: Store, options: RunOptions): Promise<n
       });
     }
   }
+}
+
+/**
+ * The mounts native/mounts.c makes inside the container's mount namespace,
+ * in its order (kept in step with it by hand), for the record `inspect`
+ * shows. Masked and read-only kernel paths are not listed.
+ */
+function containerMounts(rootfs: string): ContainerMount[] {
+  return [
+    { destination: '/', type: 'overlay', source: 'overlay', options: ['nodev', `rootfs=${rootfs}`] },
+    { destination: '/proc', type: 'proc', source: 'proc', options: ['nosuid', 'nodev', 'noexec'] },
+    { destination: '/dev', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'strictatime', 'mode=755', 'size=65536k'] },
+    { destination: '/dev/pts', type: 'devpts', source: 'devpts', options: ['nosuid', 'noexec', 'newinstance', 'ptmxmode=0666', 'mode=0620'] },
+    { destination: '/dev/shm', type: 'tmpfs', source: 'shm', options: ['nosuid', 'nodev', 'noexec', 'mode=1777', 'size=65536k'] },
+    { destination: '/sys', type: 'sysfs', source: 'sysfs', options: ['ro', 'nosuid', 'nodev', 'noexec'] },
+  ];
 }
 
 /** Which images containers use, by image id. */

@@ -17,6 +17,31 @@ export interface ContainerLimits {
   pidsLimit?: number;
 }
 
+/** One mount the executor makes for a container, as the OCI runtime spec names its fields. */
+export interface ContainerMount {
+  destination: string;
+  type: string;
+  source: string;
+  options: string[];
+}
+
+/**
+ * What a container was started with, recorded before it starts: the
+ * process, its user, the root filesystem's layers and the mounts.
+ */
+export interface ContainerSpec {
+  args: string[];
+  env: string[];
+  cwd: string;
+  user: { uid: number; gid: number; groups: number[] };
+  hostname: string;
+  tty: boolean;
+  stdin: boolean;
+  /** The overlay: lower layers by diffID (topmost first), upper and work directories. */
+  rootfs: { lower: DiffID[]; upper: string; work: string };
+  mounts: ContainerMount[];
+}
+
 /** What the store records of one container. */
 export interface ContainerRecord {
   id: string;
@@ -40,6 +65,8 @@ export interface ContainerRecord {
   /** The container's cgroup directories, so a later rm can remove what a killed run left. */
   cgroups?: string[];
   autoRemove: boolean;
+  /** What it was started with (absent for containers created before this was recorded). */
+  spec?: ContainerSpec;
 }
 
 export function containerDir(store: Store, id: string): string {
