@@ -381,6 +381,12 @@ describe('minidock pull and run', { skip }, () => {
     assert.equal(rm.code, 0, rm.stderr);
     assert.doesNotMatch((await cli(['ps', '-a'])).stdout, /keeper/);
 
+    // Several names: each failure on its own line, and the status is
+    // minidock's own error, as for one name.
+    const two = await cli(['rm', 'nosuch1', 'nosuch2']);
+    assert.equal(two.code, 125);
+    assert.deepEqual(two.stderr.trim().split('\n').map((l) => l.startsWith('minidock: ') && /nosuch[12]/.test(l)), [true, true]);
+
     const before = (await readdir(join(root, 'layers'))).length;
     const rmi = await cli(['rmi', busybox]);
     assert.equal(rmi.code, 0, rmi.stderr);
@@ -390,9 +396,17 @@ describe('minidock pull and run', { skip }, () => {
     assert.equal((await readdir(join(root, 'layers'))).length, before);
     await assertStoreBlobsVerify(root);
 
-    // layered's second layer is its own: rmi frees it and its blob.
+    // An image that has run is found by its short id (its derived-facts
+    // cache beside the record must not make the id ambiguous).
+    const repositories = JSON.parse(await readFile(join(root, 'repositories.json'), 'utf8')) as Record<string, string>;
+    const layeredId = repositories[`${registry.host}/library/layered:latest`]!.slice(7, 19);
+    assert.ok((await readdir(join(root, 'images'))).includes(`${repositories[`${registry.host}/library/layered:latest`]!.slice(7)}.cache`));
+    const byId = await cli(['run', '--rm', '--pull', 'never', layeredId, 'true']);
+    assert.equal(byId.code, 0, byId.stderr);
+
+    // layered's second layer is its own: rmi (by id) frees it and its blob.
     const blobsBefore = (await readdir(join(root, 'blobs', 'sha256'))).length;
-    const rmiLayered = await cli(['rmi', layered]);
+    const rmiLayered = await cli(['rmi', layeredId]);
     assert.equal(rmiLayered.code, 0, rmiLayered.stderr);
     assert.ok((await readdir(join(root, 'layers'))).length < before, 'a layer was freed');
     assert.ok((await readdir(join(root, 'blobs', 'sha256'))).length < blobsBefore, 'blobs were freed');

@@ -81,7 +81,7 @@ export async function rmCommand(ctx: Context, names: string[], flags: { force?: 
         if (liveStatus(c) === 'running') {
           if (!flags.force) {
             throw new MinidockError('ERR_CONFLICT', `cannot remove container ${name}: container is running`, {
-              hint: 'stop it first, or use rm -f',
+              hint: 'use rm -f to kill and remove it',
             });
           }
           // The executor relays the death of the container's init as 137.
@@ -95,7 +95,7 @@ export async function rmCommand(ctx: Context, names: string[], flags: { force?: 
     } catch (err) {
       if (!(err instanceof MinidockError) || names.length === 1) throw err;
       process.stderr.write(`minidock: ${err.message}\n`);
-      status = 1;
+      status = 125; // as for one name: minidock's own error
     }
   }
   return status;

@@ -78,7 +78,7 @@ export async function rmiCommand(ctx: Context, images: string[], flags: { force?
     } catch (err) {
       if (!(err instanceof MinidockError) || images.length === 1) throw err;
       process.stderr.write(`minidock: ${err.message}\n`);
-      status = 1;
+      status = 125; // as for one name: minidock's own error
     }
   }
   return status;
