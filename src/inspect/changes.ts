@@ -22,7 +22,11 @@ export interface Change {
   entry: LayerEntry;
   /** For D: a whiteout at this path, or an opaque directory above it. */
   deletedBy?: DeletedBy;
-  /** For D, and for C of a directory replaced by a non-directory: what disappears below, and its file bytes. */
+  /**
+   * What disappears, and its file bytes: for D the path and all below it
+   * (nothing for a whiteout over nothing), for C of a directory replaced
+   * by a non-directory what it held.
+   */
   removed?: { entries: number; bytes: number };
 }
 
@@ -75,7 +79,8 @@ export function* layerChanges(lowers: string[], layer: string, options: ChangesO
     if (own !== undefined) {
       if (own.kind === 'dir' && own.opaque) opaqueAt.push(row.depth);
       if (own.kind === 'whiteout') {
-        const change: Change = { op: 'D', path: row.path, entry: lower?.entry ?? own, deletedBy: 'whiteout', removed: { entries: 0, bytes: 0 } };
+        const removed = lower === undefined ? { entries: 0, bytes: 0 } : { entries: 1, bytes: lower.entry.bytes };
+        const change: Change = { op: 'D', path: row.path, entry: lower?.entry ?? own, deletedBy: 'whiteout', removed };
         pending = { change, depth: row.depth };
         continue;
       }
@@ -90,7 +95,8 @@ export function* layerChanges(lowers: string[], layer: string, options: ChangesO
     }
     if (lower !== undefined && shown === undefined) {
       // Gone without an entry of its own: an opaque directory of this layer above it.
-      const change: Change = { op: 'D', path: row.path, entry: lower.entry, deletedBy: 'opaque', removed: { entries: 0, bytes: 0 } };
+      const removed = { entries: 1, bytes: lower.entry.bytes };
+      const change: Change = { op: 'D', path: row.path, entry: lower.entry, deletedBy: 'opaque', removed };
       if (opaqueAt[opaqueAt.length - 1] === row.depth - 1) pending = { change, depth: row.depth };
     }
   }

@@ -136,13 +136,29 @@ function tarType(e: LayerEntry): Header['type'] {
   }
 }
 
+// Files up to this size are read with one call and handed to the packer
+// whole: a stream per small file costs more than the file.
+const smallFile = 256 * 1024;
+
 function writeEntry(tar: ReturnType<typeof pack>, header: Headers, file: string | undefined): Promise<void> {
   return new Promise((resolve, reject) => {
-    const sink = tar.entry(header, (err) => (err ? reject(err) : resolve()));
-    if (file === undefined) {
-      sink.end(Buffer.alloc(0));
+    const done = (err?: Error | null) => (err ? reject(err) : resolve());
+    if (file === undefined || (header.size ?? 0) <= smallFile) {
+      let content: Buffer;
+      try {
+        content = file === undefined ? Buffer.alloc(0) : fs.readFileSync(file);
+      } catch (err) {
+        reject(new MinidockError('ERR_EXPORT', `read ${JSON.stringify(file)}: ${(err as Error).message}`, { cause: err }));
+        return;
+      }
+      if (content.length !== (header.size ?? 0)) {
+        reject(new MinidockError('ERR_EXPORT', `read ${JSON.stringify(file)}: its size changed while exporting`));
+        return;
+      }
+      tar.entry(header, content, done);
       return;
     }
+    const sink = tar.entry(header, done);
     const src = fs.createReadStream(file);
     src.on('error', (err) => {
       sink.destroy(err);

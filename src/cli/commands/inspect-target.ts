@@ -165,7 +165,7 @@ export interface ChangeLike {
  * and what a deletion removes.
  */
 export function changeLine(c: ChangeLike, name = `/${c.path}`): string {
-  const removed = c.removed === undefined ? '' : ` (removes ${c.removed.entries + (c.op === 'D' ? 1 : 0)} entries, ${c.removed.bytes} bytes)`;
+  const removed = c.removed === undefined ? '' : ` (removes ${c.removed.entries} entries, ${c.removed.bytes} bytes)`;
   if (c.op === 'D') {
     const why = c.deletedBy === 'opaque' ? '(opaque dir)' : '(whiteout)';
     return `D  ${why.padEnd(34)}${name}${removed}`;
