@@ -5,27 +5,17 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { cliPath, makeTestRoot, repoRoot, runCli } from '../helpers/cli.js';
+import { startFixtureRegistry } from '../helpers/fixture-registry.js';
 import { fixtureLayouts } from '../helpers/fixtures.js';
 import { runCliOnPty } from '../helpers/pty.js';
+import { assertBlobsVerify } from '../helpers/store-check.js';
 import { startRegistry, type TestRegistry } from '../helpers/registry.js';
 
 const skip = process.getuid?.() !== 0 ? 'needs root (namespaces, overlay, cgroups)' : false;
-
-/** Every blob in the store hashes to its name. */
-async function assertStoreBlobsVerify(root: string): Promise<number> {
-  const dir = join(root, 'blobs', 'sha256');
-  const names = await readdir(dir);
-  for (const hex of names) {
-    const actual = createHash('sha256').update(await readFile(join(dir, hex))).digest('hex');
-    assert.equal(actual, hex, `blob ${hex} matches its digest`);
-  }
-  return names.length;
-}
 
 describe('minidock pull and run', { skip }, () => {
   let registry: TestRegistry;
@@ -36,15 +26,8 @@ describe('minidock pull and run', { skip }, () => {
   const cli = (args: string[], input?: string) => runCli(args, { root, input });
 
   before(async () => {
-    const layouts = await fixtureLayouts();
-    registry = await startRegistry();
-    await registry.push(join(layouts, 'busybox'), 'library/busybox', 'latest');
-    await registry.push(join(layouts, 'layered'), 'library/layered', 'latest');
-    await registry.push(join(layouts, 'multiarch'), 'library/multiarch', 'latest', { all: true });
+    ({ registry, busybox, layered, multiarch } = await startFixtureRegistry());
     root = makeTestRoot();
-    busybox = `${registry.host}/library/busybox:latest`;
-    layered = `${registry.host}/library/layered:latest`;
-    multiarch = `${registry.host}/library/multiarch:latest`;
   });
 
   after(async () => {
@@ -58,7 +41,7 @@ describe('minidock pull and run', { skip }, () => {
     assert.equal(r.stdout, `${busybox}\n`);
     assert.match(r.stderr, /Pull complete/);
     assert.match(r.stderr, /Digest: sha256:[0-9a-f]{64}/);
-    assert.ok((await assertStoreBlobsVerify(root)) >= 3, 'manifest, config and layer are stored');
+    assert.ok((await assertBlobsVerify(root)) >= 3, 'manifest, config and layer are stored');
 
     const again = await cli(['pull', busybox]);
     assert.equal(again.code, 0, again.stderr);
@@ -392,7 +375,7 @@ describe('minidock pull and run', { skip }, () => {
     assert.doesNotMatch((await cli(['images'])).stdout, /library\/busybox\s/);
     // The busybox layer is shared with multiarch, so it stays.
     assert.equal((await readdir(join(root, 'layers'))).length, before);
-    await assertStoreBlobsVerify(root);
+    await assertBlobsVerify(root);
 
     // layered's second layer is its own: rmi frees it and its blob.
     const blobsBefore = (await readdir(join(root, 'blobs', 'sha256'))).length;
@@ -400,6 +383,6 @@ describe('minidock pull and run', { skip }, () => {
     assert.equal(rmiLayered.code, 0, rmiLayered.stderr);
     assert.ok((await readdir(join(root, 'layers'))).length < before, 'a layer was freed');
     assert.ok((await readdir(join(root, 'blobs', 'sha256'))).length < blobsBefore, 'blobs were freed');
-    await assertStoreBlobsVerify(root);
+    await assertBlobsVerify(root);
   });
 });
