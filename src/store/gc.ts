@@ -360,12 +360,8 @@ async function checkLocked(store: Store, repair: boolean): Promise<Problem[]> {
     if (repair) await ensureLayerLink(store, diffID);
     problems.push({ kind: 'link', subject: diffID, message: `link l/${rec.link} is missing or wrong`, repaired: repair });
   }
-  for (const name of await readdir(layerLinksDir(store)).catch(() => [] as string[])) {
-    const target = await readlink(join(layerLinksDir(store), name)).catch(() => undefined);
-    if (target !== undefined && (await lstat(join(layerLinksDir(store), target)).catch(() => undefined))) continue;
-    if (repair) await rm(join(layerLinksDir(store), name), { force: true });
-    problems.push({ kind: 'link', subject: name, message: `link l/${name} leads nowhere`, repaired: repair });
-  }
+  // Links leading nowhere are garbage a crash may leave (see removeLayer),
+  // not damage: system prune removes them.
 
   for (const rec of await listImageRecords(store)) {
     const missing: string[] = [];

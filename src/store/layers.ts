@@ -89,15 +89,18 @@ export async function commitLayer(store: Store, tmpDir: string, rec: LayerRecord
 
 /**
  * Removes a layer directory and its link. The directory is first renamed
- * into tmp/ so it vanishes atomically. Call with the layer's lock held.
+ * into tmp/ so it vanishes atomically; the link goes after it, so a crash
+ * in between leaves a dangling link (harmless, reused by the next unpack of
+ * the layer, removed by system prune), never a layer without its link.
+ * Call with the layer's lock held.
  */
 export async function removeLayer(store: Store, diffID: DiffID): Promise<void> {
+  await removeTree(store, layerDir(store, diffID), 'rm-layer');
   const target = linkTarget(diffID);
   for (const name of linkCandidates(diffID)) {
     const path = join(layerLinksDir(store), name);
     if ((await readlink(path).catch(() => undefined)) === target) await unlink(path).catch(() => {});
   }
-  await removeTree(store, layerDir(store, diffID), 'rm-layer');
 }
 
 /** Returns layers/l, the directory of the layers' short links. */

@@ -14,4 +14,6 @@ export {
   mknod,
   splitDev,
   tryFlock,
+  direntType,
+  DT_UNKNOWN,
 } from './libc.js';

@@ -26,6 +26,9 @@ interface Libc {
   lgetxattr: Fn;
   llistxattr: Fn;
   flock: Fn;
+  opendir: Fn;
+  readdir: (dir: unknown) => { d_type: number; d_name: string } | null;
+  closedir: Fn;
 }
 
 /** A libc call that returned -1; `errno` and `errnoCode` say why. */
@@ -65,8 +68,29 @@ function load(): Libc {
     ),
     llistxattr: lib.func('intptr_t llistxattr(const char *path, void *list, size_t size)'),
     flock: lib.func('int flock(int fd, int operation)'),
+    ...bindReaddir(koffi, lib),
   };
   return libc;
+}
+
+// struct dirent as glibc lays it out on 64-bit Linux (readdir64's).
+function bindReaddir(koffi: Koffi, lib: ReturnType<Koffi['load']>) {
+  const dirent = koffi.struct('minidock_dirent', {
+    d_ino: 'uint64',
+    d_off: 'int64',
+    d_reclen: 'uint16',
+    d_type: 'uint8',
+    d_name: koffi.array('char', 256, 'String'),
+  });
+  const readdir = lib.func('readdir', koffi.pointer(dirent), ['void *']);
+  return {
+    opendir: lib.func('void *opendir(const char *name)'),
+    readdir: (dir: unknown) => {
+      const ptr = readdir(dir);
+      return ptr ? (koffi.decode(ptr, dirent) as { d_type: number; d_name: string }) : null;
+    },
+    closedir: lib.func('int closedir(void *dir)'),
+  };
 }
 
 // glibc 2.33 made mknod a real exported symbol; before that the header
@@ -243,5 +267,31 @@ export function tryFlock(fd: number, path: string, mode: 'shared' | 'exclusive')
     if (errno !== EINTR) {
       fail('flock', path);
     }
+  }
+}
+
+/** d_type when the filesystem does not say (struct dirent). */
+export const DT_UNKNOWN = 0;
+
+/**
+ * Returns the d_type that readdir(3) reports for the entry `name` of
+ * directory dir (DT_UNKNOWN, 0, on a filesystem that does not record file
+ * types), or undefined when dir has no such entry. Throws SyscallError.
+ */
+export function direntType(dir: string, name: string): number | undefined {
+  const { opendir, readdir, closedir } = load();
+  const handle = opendir(dir);
+  if (!handle) {
+    fail('opendir', dir);
+  }
+  try {
+    for (let entry = readdir(handle); entry !== null; entry = readdir(handle)) {
+      if (entry.d_name === name) {
+        return entry.d_type;
+      }
+    }
+    return undefined;
+  } finally {
+    closedir(handle);
   }
 }

@@ -8,9 +8,11 @@ import { spawn } from 'node:child_process';
 import { readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { assertStoreBlobsVerify, cliPath, makeTestRoot, repoRoot, runCli } from '../helpers/cli.js';
+import { cliPath, makeTestRoot, repoRoot, runCli } from '../helpers/cli.js';
+import { startFixtureRegistry } from '../helpers/fixture-registry.js';
 import { fixtureLayouts } from '../helpers/fixtures.js';
 import { runCliOnPty } from '../helpers/pty.js';
+import { assertBlobsVerify } from '../helpers/store-check.js';
 import { startRegistry, type TestRegistry } from '../helpers/registry.js';
 
 const skip = process.getuid?.() !== 0 ? 'needs root (namespaces, overlay, cgroups)' : false;
@@ -24,15 +26,8 @@ describe('minidock pull and run', { skip }, () => {
   const cli = (args: string[], input?: string) => runCli(args, { root, input });
 
   before(async () => {
-    const layouts = await fixtureLayouts();
-    registry = await startRegistry();
-    await registry.push(join(layouts, 'busybox'), 'library/busybox', 'latest');
-    await registry.push(join(layouts, 'layered'), 'library/layered', 'latest');
-    await registry.push(join(layouts, 'multiarch'), 'library/multiarch', 'latest', { all: true });
+    ({ registry, busybox, layered, multiarch } = await startFixtureRegistry());
     root = makeTestRoot();
-    busybox = `${registry.host}/library/busybox:latest`;
-    layered = `${registry.host}/library/layered:latest`;
-    multiarch = `${registry.host}/library/multiarch:latest`;
   });
 
   after(async () => {
@@ -48,7 +43,7 @@ describe('minidock pull and run', { skip }, () => {
     const digest = /^Digest: (sha256:[0-9a-f]{64})$/m.exec(r.stderr)?.[1];
     assert.ok(digest, r.stderr);
     assert.match(r.stderr, /^Image ID: sha256:[0-9a-f]{64}\nStatus: Downloaded newer image for /m);
-    assert.ok((await assertStoreBlobsVerify(root)) >= 3, 'manifest, config and layer are stored');
+    assert.ok((await assertBlobsVerify(root)) >= 3, 'manifest, config and layer are stored');
 
     // -q: the resolved digest on stdout, and nothing else anywhere.
     const quiet = await cli(['pull', '-q', busybox]);
@@ -394,7 +389,7 @@ describe('minidock pull and run', { skip }, () => {
     assert.doesNotMatch((await cli(['images'])).stdout, /library\/busybox\s/);
     // The busybox layer is shared with multiarch, so it stays.
     assert.equal((await readdir(join(root, 'layers'))).length, before);
-    await assertStoreBlobsVerify(root);
+    await assertBlobsVerify(root);
 
     // An image that has run is found by its short id (its derived-facts
     // cache beside the record must not make the id ambiguous).
@@ -410,6 +405,6 @@ describe('minidock pull and run', { skip }, () => {
     assert.equal(rmiLayered.code, 0, rmiLayered.stderr);
     assert.ok((await readdir(join(root, 'layers'))).length < before, 'a layer was freed');
     assert.ok((await readdir(join(root, 'blobs', 'sha256'))).length < blobsBefore, 'blobs were freed');
-    await assertStoreBlobsVerify(root);
+    await assertBlobsVerify(root);
   });
 });

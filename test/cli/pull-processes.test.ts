@@ -10,7 +10,8 @@ import type { AddressInfo, Socket } from 'node:net';
 import { readdir, readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { assertStoreBlobsVerify, makeTestRoot, runCli } from '../helpers/cli.js';
+import { makeTestRoot, runCli } from '../helpers/cli.js';
+import { assertBlobsVerify } from '../helpers/store-check.js';
 import { fixtureLayouts } from '../helpers/fixtures.js';
 import { missingTools, startRegistry, type TestRegistry } from '../helpers/registry.js';
 
@@ -119,7 +120,7 @@ describe('minidock pull from several processes', { skip }, () => {
     assert.equal(a.stdout, `${image}\n`);
     assert.equal(b.stdout, `${image}\n`);
     // Manifest, config, layer: three blobs, each under its own name once.
-    assert.equal(await assertStoreBlobsVerify(root), 3);
+    assert.equal(await assertBlobsVerify(root), 3);
     const { diffID } = await onlyLayer(join(layouts, 'busybox'));
     assert.deepEqual((await readdir(join(root, 'layers'))).sort(), [diffID.slice(7), 'l']);
     assert.deepEqual(await readdir(join(root, 'tmp')), []);
@@ -136,7 +137,7 @@ describe('minidock pull from several processes', { skip }, () => {
     const { diffID } = await onlyLayer(join(layouts, 'busybox'));
     assert.deepEqual((await readdir(join(root, 'layers'))).sort(), [diffID.slice(7), 'l']);
     // Two configs, two manifests, the index and the one shared layer.
-    assert.equal(await assertStoreBlobsVerify(root), 6);
+    assert.equal(await assertBlobsVerify(root), 6);
     assert.deepEqual(await readdir(join(root, 'tmp')), []);
     // Both tags landed: neither pull's metadata write lost the other's.
     const repositories = JSON.parse(await readFile(join(root, 'repositories.json'), 'utf8'));
@@ -176,7 +177,7 @@ describe('minidock pull from several processes', { skip }, () => {
       const second = await runCli(['pull', image], { root });
       assert.equal(second.code, 0, second.stderr);
       assert.deepEqual(proxy.ranges, [undefined, `bytes=${half}-`]);
-      assert.equal(await assertStoreBlobsVerify(root), 3);
+      assert.equal(await assertBlobsVerify(root), 3);
       assert.deepEqual(await readdir(join(root, 'tmp')), [], 'the partial file became the blob; dead pulls swept');
       const run = await runCli(['images', '-q'], { root });
       assert.equal(run.stdout.trim().split('\n').length, 1);

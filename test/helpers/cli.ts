@@ -2,11 +2,8 @@
  * Runs the built minidock CLI as a child process, the way a user would,
  * against a store directory of the test's own.
  */
-import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
-import { readdir, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -92,15 +89,4 @@ export function runCli(args: string[], opts: RunCliOptions = {}): Promise<CliRes
       });
     });
   });
-}
-
-/** Asserts that every blob in the store at root hashes to its name; returns how many there are. */
-export async function assertStoreBlobsVerify(root: string): Promise<number> {
-  const dir = join(root, 'blobs', 'sha256');
-  const names = await readdir(dir);
-  for (const hex of names) {
-    const actual = createHash('sha256').update(await readFile(join(dir, hex))).digest('hex');
-    assert.equal(actual, hex, `blob ${hex} matches its digest`);
-  }
-  return names.length;
 }
