@@ -375,8 +375,10 @@ export class RegistryClient {
   }
 
   /**
-   * GETs path on ref's registry: attaches a cached token, answers one 401
-   * challenge and retries, and follows up to 5 redirects. Authorization is
+   * GETs path on ref's registry: attaches a cached token, answers a 401's
+   * challenge and retries (once more when the registry refuses the new
+   * token with an error such as insufficient_scope, never in a loop), and
+   * follows up to 5 redirects. Authorization is
    * sent only to the registry's own origin and is dropped for good once a
    * redirect leaves it. Returns the final response, whatever its status.
    */
@@ -399,7 +401,12 @@ export class RegistryClient {
     const base = this.#origin(registry);
     let url = new URL(path, base);
     let mayAuthorize = true;
-    let answered = false;
+    // A 401 to a request without a token is answered once. A 401 refusing
+    // a token is answered once too (re-challenged: a new token for what
+    // the challenge asks), but after a fresh token only when the registry
+    // says why it refused it (invalid_token, insufficient_scope).
+    let answers = 0;
+    let rechallenged = false;
 
     for (let hops = 0; ; ) {
       const onRegistry = mayAuthorize && url.origin === base.origin;
@@ -415,8 +422,11 @@ export class RegistryClient {
         peer: url.origin === base.origin ? `registry ${registry}` : `blob storage ${url.host}`,
       });
 
-      if (res.statusCode === 401 && onRegistry && !answered) {
-        answered = true;
+      const bearerSent = authorization?.startsWith('Bearer ') === true;
+      const mayAnswer = bearerSent ? !rechallenged && (answers === 0 || this.#auth.refusedToken(res)) : answers === 0;
+      if (res.statusCode === 401 && onRegistry && mayAnswer) {
+        answers++;
+        if (bearerSent) rechallenged = true;
         await res.body.dump().catch(() => {});
         const answer = await this.#auth.answer(registry, scope, url, res, authorization, signal);
         if (answer === 'retry') continue;
