@@ -4,7 +4,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
-import { Agent } from 'undici';
+import { Agent, Pool } from 'undici';
 import { algorithmOf, parseDigest, type Digest } from '../digest.js';
 import { DigestMismatchError, MinidockError, NotFoundError, RegistryError } from '../errors.js';
 import {
@@ -21,6 +21,7 @@ import {
 import { silentLogger, type Logger } from '../log.js';
 import { defaultRegistry, isLoopbackRegistry, type Reference } from '../reference.js';
 import { Authenticator, type CredentialsLookup } from './auth.js';
+import { CertsDir } from './certs.js';
 import {
   Transport,
   discardBody,
@@ -51,6 +52,14 @@ export interface RegistryClientOptions {
   smallBodyDeadlineMs?: number;
   /** The clock bearer tokens expire by (default Date.now); tests move it. */
   now?: () => number;
+  /**
+   * The certs.d root: per-registry CA certificates and client certificates
+   * in Docker's layout (see certs.ts). Default /etc/minidock/certs.d. A
+   * loopback registry with an entry there is spoken to over https.
+   */
+  certsDir?: string;
+  /** The system CA bundle added to a certs.d host's trust; default Debian's. */
+  systemCAFile?: string;
 }
 
 /** Per-call options. */
@@ -112,8 +121,8 @@ function display(ref: Reference, tagOrDigest: string): string {
  * for the client's lifetime. Call close() when done; it ends the pools.
  *
  * Plain http is used for loopback registries and those listed in
- * insecureRegistries; https otherwise. docker.io is reached at
- * registry-1.docker.io.
+ * insecureRegistries, unless certs.d holds an entry for the registry;
+ * https otherwise. docker.io is reached at registry-1.docker.io.
  */
 export class RegistryClient {
   readonly #logger: Logger;
@@ -123,17 +132,26 @@ export class RegistryClient {
   readonly #transport: Transport;
   readonly #auth: Authenticator;
   readonly #deadline: number | undefined;
+  readonly #certs: CertsDir;
 
   constructor(options: RegistryClientOptions = {}) {
     this.#logger = options.logger ?? silentLogger;
     this.#insecure = new Set(options.insecureRegistries ?? []);
     this.#userAgent = options.userAgent ?? 'minidock';
     this.#deadline = options.smallBodyDeadlineMs;
+    this.#certs = new CertsDir(options.certsDir, options.systemCAFile);
     this.#agent = new Agent({
       keepAliveTimeout: 30_000,
       connections: 8,
       headersTimeout: 60_000,
       bodyTimeout: 60_000,
+      // One pool per origin; https origins with a certs.d entry get its CAs
+      // and client certificate.
+      factory: (origin, opts) => {
+        const url = new URL(String(origin));
+        const tls = url.protocol === 'https:' ? this.#certs.forHost(url.host) : undefined;
+        return new Pool(url, tls === undefined ? opts : { ...opts, connect: { ...tls } });
+      },
     });
     this.#transport = new Transport(this.#agent, this.#logger, options.retry);
     this.#auth = new Authenticator({
@@ -361,7 +379,10 @@ export class RegistryClient {
 
   #origin(registry: string): URL {
     const host = registry === defaultRegistry ? 'registry-1.docker.io' : registry;
-    return new URL(`${this.#allowsPlainHttp(registry) ? 'http' : 'https'}://${host}`);
+    // certs.d is read here, so that a broken entry is its own error and
+    // not a failed connection.
+    const tls = this.#certs.has(host) && this.#certs.forHost(host) !== undefined;
+    return new URL(`${this.#allowsPlainHttp(registry) && !tls ? 'http' : 'https'}://${host}`);
   }
 
   #withAuthHint(err: RegistryError): RegistryError {

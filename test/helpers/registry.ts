@@ -121,9 +121,6 @@ function configYaml(dir: string, port: number, htpasswdPath: string | undefined,
     'http:',
     `  addr: 127.0.0.1:${port}`,
     `  secret: ${randomBytes(16).toString('hex')}`,
-    'health:',
-    '  storagedriver:',
-    '    enabled: false',
   ];
   if (options.tls !== undefined) {
     lines.push(
@@ -135,6 +132,7 @@ function configYaml(dir: string, port: number, htpasswdPath: string | undefined,
       lines.push('    clientcas:', `      - ${JSON.stringify(options.tls.clientCAPath)}`);
     }
   }
+  lines.push('health:', '  storagedriver:', '    enabled: false');
   if (options.token !== undefined) {
     lines.push(
       'auth:',
