@@ -54,7 +54,7 @@ import {
   type LayerRecord,
   type Store,
 } from '../store/index.js';
-import { applyLayer, decompressor, TarTailStream } from '../unpack/index.js';
+import { applyLayer, checkDecompressor, decompressor, TarTailStream } from '../unpack/index.js';
 import type { PullPhase, ProgressSink } from './progress.js';
 
 export interface PullOptions {
@@ -94,7 +94,7 @@ export async function pullImage(store: Store, ref: Reference, options: PullOptio
     for (const layer of manifest.layers) {
       const compression = layerCompression(layer.mediaType);
       if (compression === undefined) throw new NotImplementedError(`layer media type ${JSON.stringify(layer.mediaType)}`);
-      decompressor(compression).destroy();
+      checkDecompressor(compression);
     }
 
     await writeBlobBytes(store, resolved.manifestDigest, resolved.rawManifest, 'manifest');

@@ -10,6 +10,7 @@ import { DigestMismatchError, MinidockError, NotFoundError, RegistryError } from
 import {
   formatPlatform,
   isAttestation,
+  isForeignLayer,
   manifestAccept,
   parseManifest,
   selectPlatform,
@@ -303,7 +304,10 @@ export class RegistryClient {
     const headers: Record<string, string> = {};
     if (offset > 0) headers.range = `bytes=${offset}-`;
 
-    const { res, url } = await this.#get(ref, `/v2/${ref.repository}/blobs/${d.digest}`, headers, opts.signal);
+    const { res, url } =
+      isForeignLayer(d.mediaType) && (d.urls?.length ?? 0) > 0
+        ? await this.#getForeign(d, headers, opts.signal)
+        : await this.#get(ref, `/v2/${ref.repository}/blobs/${d.digest}`, headers, opts.signal);
     const length = Number(headerOf(res, 'content-length'));
     const contentLength = Number.isSafeInteger(length) && length >= 0 ? length : undefined;
 
@@ -324,6 +328,52 @@ export class RegistryClient {
       return { body: res.body, offset, contentLength };
     }
     throw this.#withAuthHint(await responseError('GET', url, res));
+  }
+
+  /**
+   * GETs a foreign layer from its urls, in order, until one answers 200 or
+   * 206: never from the registry, never with its credentials, and
+   * following redirects only among the urls' own hosts. The blob is
+   * verified by the caller as any other.
+   */
+  async #getForeign(
+    d: Descriptor,
+    extra: Record<string, string>,
+    signal?: AbortSignal,
+  ): Promise<{ res: Response; url: URL }> {
+    // Each url is checked first, so that the hosts redirects may reach are
+    // known; then tried in order.
+    const hosts = new Set<string>();
+    const candidates = (d.urls ?? []).map((u): URL | string => {
+      let url: URL;
+      try {
+        url = new URL(u);
+      } catch {
+        return `${JSON.stringify(u)}: not a URL`;
+      }
+      if (url.protocol !== 'https:' && url.protocol !== 'http:') return `${redactUrl(url)}: not http(s)`;
+      if (url.protocol === 'http:' && !this.#allowsPlainHttp(url.host)) return `${redactUrl(url)}: plain http`;
+      hosts.add(url.host);
+      return url;
+    });
+    const failures: string[] = [];
+    for (const url of candidates) {
+      if (typeof url === 'string') {
+        failures.push(url);
+        continue;
+      }
+      try {
+        const got = await this.#fetch({ url, hosts, extra, signal });
+        if (got.res.statusCode === 200 || got.res.statusCode === 206) return got;
+        failures.push((await responseError('GET', got.url, got.res)).message);
+      } catch (err) {
+        if (signal?.aborted) throw err;
+        failures.push(`${redactUrl(url)}: ${(err as Error).message}`);
+      }
+    }
+    throw new RegistryError(`fetch foreign layer ${d.digest}: ${failures.join('; ')}`, undefined, false, {
+      hint: 'a foreign layer comes only from the urls its descriptor lists',
+    });
   }
 
   /**
@@ -419,9 +469,28 @@ export class RegistryClient {
     extra: Record<string, string>,
     signal?: AbortSignal,
   ): Promise<{ res: Response; url: URL }> {
-    const base = this.#origin(registry);
-    let url = new URL(path, base);
-    let mayAuthorize = true;
+    const url = new URL(path, this.#origin(registry));
+    return this.#fetch({ url, registry: { name: registry, scope }, extra, signal });
+  }
+
+  /**
+   * The GET loop under #getFrom and #getForeign. With `registry`, url is on
+   * that registry, which gets its Authorization; without, nothing is
+   * authorized and redirects may go only to `hosts`.
+   */
+  async #fetch(o: {
+    url: URL;
+    registry?: { name: string; scope: string };
+    hosts?: Set<string>;
+    extra: Record<string, string>;
+    signal?: AbortSignal;
+  }): Promise<{ res: Response; url: URL }> {
+    const { extra, signal } = o;
+    const base = o.url;
+    const registry = o.registry?.name ?? '';
+    const scope = o.registry?.scope ?? '';
+    let url = base;
+    let mayAuthorize = o.registry !== undefined;
     // A 401 to a request without a token is answered once. A 401 refusing
     // a token is answered once too (re-challenged: a new token for what
     // the challenge asks), but after a fresh token only when the registry
@@ -440,7 +509,7 @@ export class RegistryClient {
         url,
         headers,
         signal,
-        peer: url.origin === base.origin ? `registry ${registry}` : `blob storage ${url.host}`,
+        peer: o.registry === undefined ? `host ${url.host}` : url.origin === base.origin ? `registry ${registry}` : `blob storage ${url.host}`,
       });
 
       const bearerSent = authorization?.startsWith('Bearer ') === true;
@@ -481,6 +550,7 @@ export class RegistryClient {
         }
         if (next.protocol !== 'http:' && next.protocol !== 'https:') fail(`Location scheme ${next.protocol} is not http(s)`);
         if (url.protocol === 'https:' && next.protocol === 'http:') fail('refusing a downgrade from https to http');
+        if (o.hosts !== undefined && !o.hosts.has(next.host)) fail(`refusing to leave the layer's hosts for ${next.host}`);
         next.username = '';
         next.password = '';
         if (next.origin !== url.origin) mayAuthorize = false;
