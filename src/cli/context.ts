@@ -22,6 +22,8 @@ export interface MinidockConfig {
   'insecure-registries'?: string[];
   /** The certs.d root (default /etc/minidock/certs.d). */
   'certs-dir'?: string;
+  /** Mirrors of docker.io, tried first, as Docker's daemon.json has them. */
+  'registry-mirrors'?: string[];
 }
 
 export interface Context {
@@ -36,10 +38,12 @@ export interface Context {
 export function registryOptions(config: MinidockConfig): {
   insecureRegistries: string[];
   certsDir?: string;
+  mirrors: string[];
 } {
   return {
     insecureRegistries: config['insecure-registries'] ?? [],
     ...(config['certs-dir'] === undefined ? {} : { certsDir: config['certs-dir'] }),
+    mirrors: config['registry-mirrors'] ?? [],
   };
 }
 

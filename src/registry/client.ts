@@ -61,6 +61,37 @@ export interface RegistryClientOptions {
   certsDir?: string;
   /** The system CA bundle added to a certs.d host's trust; default Debian's. */
   systemCAFile?: string;
+  /**
+   * Mirrors of docker.io, as URLs ("https://mirror.example"), tried in
+   * order before docker.io itself for docker.io references. Credentials
+   * for a mirror are looked up under the mirror's own host.
+   */
+  mirrors?: string[];
+  /** Where docker.io is reached; default https://registry-1.docker.io. Tests point it at a local server. */
+  hubOrigin?: string;
+}
+
+/** Where one registry is reached: the key its credentials and tokens go by, and its origin. */
+interface Endpoint {
+  key: string;
+  origin: URL;
+  mirror: boolean;
+}
+
+/** Parses an http(s) origin given in configuration ("https://host[:port]", no path). */
+function parseOrigin(value: string, what: string): URL {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw new MinidockError('ERR_CONFIG', `${what} ${JSON.stringify(value)} is not a URL`, {
+      hint: 'give it as https://host[:port]',
+    });
+  }
+  if ((url.protocol !== 'https:' && url.protocol !== 'http:') || (url.pathname !== '/' && url.pathname !== '') || url.search !== '' || url.username !== '') {
+    throw new MinidockError('ERR_CONFIG', `${what} ${JSON.stringify(value)}: want http(s)://host[:port] and nothing more`);
+  }
+  return new URL(url.origin);
 }
 
 /** Per-call options. */
@@ -134,6 +165,9 @@ export class RegistryClient {
   readonly #auth: Authenticator;
   readonly #deadline: number | undefined;
   readonly #certs: CertsDir;
+  readonly #hubOrigin: URL;
+  readonly #mirrors: Endpoint[];
+  readonly #failedMirrors = new Set<string>();
 
   constructor(options: RegistryClientOptions = {}) {
     this.#logger = options.logger ?? silentLogger;
@@ -141,6 +175,11 @@ export class RegistryClient {
     this.#userAgent = options.userAgent ?? 'minidock';
     this.#deadline = options.smallBodyDeadlineMs;
     this.#certs = new CertsDir(options.certsDir, options.systemCAFile);
+    this.#hubOrigin = parseOrigin(options.hubOrigin ?? 'https://registry-1.docker.io', 'hub origin');
+    this.#mirrors = (options.mirrors ?? []).map((m) => {
+      const origin = parseOrigin(m, 'registry mirror');
+      return { key: origin.host, origin, mirror: true };
+    });
     this.#agent = new Agent({
       keepAliveTimeout: 30_000,
       connections: 8,
@@ -173,11 +212,15 @@ export class RegistryClient {
    * NotFoundError; bodies over 4 MiB are refused unread.
    */
   async fetchManifest(ref: Reference, tagOrDigest: string, opts: RequestOptions = {}): Promise<FetchedManifest> {
+    return this.#viaMirrors(ref, opts.signal, (e) => this.#fetchManifest(e, ref, tagOrDigest, opts));
+  }
+
+  async #fetchManifest(e: Endpoint, ref: Reference, tagOrDigest: string, opts: RequestOptions): Promise<FetchedManifest> {
     const what = display(ref, tagOrDigest);
     const expected = isDigestString(tagOrDigest) ? parseDigest(tagOrDigest) : undefined;
     const path = `/v2/${ref.repository}/manifests/${expected ?? encodeURIComponent(tagOrDigest)}`;
 
-    const { res, url } = await this.#get(ref, path, { accept: manifestAccept }, opts.signal);
+    const { res, url } = await this.#get(e, ref, path, { accept: manifestAccept }, opts.signal);
     if (res.statusCode !== 200) {
       const err = await responseError('GET', url, res);
       if (res.statusCode === 404) {
@@ -271,11 +314,15 @@ export class RegistryClient {
    * and digest against d. Blobs over 4 MiB are refused before any request.
    */
   async fetchSmallBlob(ref: Reference, d: Descriptor, opts: RequestOptions = {}): Promise<Buffer> {
+    return this.#viaMirrors(ref, opts.signal, (e) => this.#fetchSmallBlob(e, ref, d, opts));
+  }
+
+  async #fetchSmallBlob(e: Endpoint, ref: Reference, d: Descriptor, opts: RequestOptions): Promise<Buffer> {
     const what = `blob ${d.digest}`;
     if (d.size > smallBodyLimit) {
       throw new MinidockError('ERR_TOO_LARGE', `fetch ${what}: ${d.size} bytes is over the 4 MiB limit for configs`);
     }
-    const { res, url } = await this.#get(ref, `/v2/${ref.repository}/blobs/${d.digest}`, {}, opts.signal);
+    const { res, url } = await this.#get(e, ref, `/v2/${ref.repository}/blobs/${d.digest}`, {}, opts.signal);
     if (res.statusCode !== 200) throw this.#withAuthHint(await responseError('GET', url, res));
 
     const raw = await readCapped(res, smallBodyLimit, what, this.#deadline);
@@ -297,6 +344,15 @@ export class RegistryClient {
     d: Descriptor,
     opts: { offset?: number; signal?: AbortSignal } = {},
   ): Promise<OpenedBlob> {
+    return this.#viaMirrors(ref, opts.signal, (e) => this.#openBlob(e, ref, d, opts));
+  }
+
+  async #openBlob(
+    e: Endpoint,
+    ref: Reference,
+    d: Descriptor,
+    opts: { offset?: number; signal?: AbortSignal },
+  ): Promise<OpenedBlob> {
     const offset = opts.offset ?? 0;
     if (!Number.isSafeInteger(offset) || offset < 0) {
       throw new MinidockError('ERR_BAD_ARGUMENT', `open blob ${d.digest}: offset ${offset} is not a byte position`);
@@ -307,7 +363,7 @@ export class RegistryClient {
     const { res, url } =
       isForeignLayer(d.mediaType) && (d.urls?.length ?? 0) > 0
         ? await this.#getForeign(d, headers, opts.signal)
-        : await this.#get(ref, `/v2/${ref.repository}/blobs/${d.digest}`, headers, opts.signal);
+        : await this.#get(e, ref, `/v2/${ref.repository}/blobs/${d.digest}`, headers, opts.signal);
     const length = Number(headerOf(res, 'content-length'));
     const contentLength = Number.isSafeInteger(length) && length >= 0 ? length : undefined;
 
@@ -428,7 +484,8 @@ export class RegistryClient {
   }
 
   #origin(registry: string): URL {
-    const host = registry === defaultRegistry ? 'registry-1.docker.io' : registry;
+    if (registry === defaultRegistry) return this.#hubOrigin;
+    const host = registry;
     // certs.d is read here, so that a broken entry is its own error and
     // not a failed connection.
     const tls = this.#certs.has(host) && this.#certs.forHost(host) !== undefined;
@@ -454,12 +511,14 @@ export class RegistryClient {
    * redirect leaves it. Returns the final response, whatever its status.
    */
   async #get(
+    e: Endpoint,
     ref: Reference,
     path: string,
     extra: Record<string, string>,
     signal?: AbortSignal,
   ): Promise<{ res: Response; url: URL }> {
-    return this.#getFrom(ref.registry, `repository:${ref.repository}:pull`, path, extra, signal);
+    const url = new URL(path, e.origin);
+    return this.#fetch({ url, registry: { name: e.key, scope: `repository:${ref.repository}:pull` }, extra, signal });
   }
 
   async #getFrom(
@@ -471,6 +530,29 @@ export class RegistryClient {
   ): Promise<{ res: Response; url: URL }> {
     const url = new URL(path, this.#origin(registry));
     return this.#fetch({ url, registry: { name: registry, scope }, extra, signal });
+  }
+
+  /**
+   * Runs op against ref's registry. For docker.io, each configured mirror
+   * that has not failed yet is tried first; a mirror that fails (any
+   * error but an abort) is skipped for the rest of the client's life,
+   * with a warning, and the next one, then docker.io itself, is tried.
+   */
+  async #viaMirrors<T>(ref: Reference, signal: AbortSignal | undefined, op: (e: Endpoint) => Promise<T>): Promise<T> {
+    const upstream: Endpoint = { key: ref.registry, origin: this.#origin(ref.registry), mirror: false };
+    if (ref.registry !== defaultRegistry) return op(upstream);
+    const live = this.#mirrors.filter((m) => !this.#failedMirrors.has(m.origin.href));
+    for (const e of [...live, upstream]) {
+      if (!e.mirror) return op(e);
+      try {
+        return await op(e);
+      } catch (err) {
+        if (signal?.aborted) throw err;
+        this.#failedMirrors.add(e.origin.href);
+        this.#logger.warn(`mirror ${e.key}: ${(err as Error).message}; pulling from ${defaultRegistry} instead`);
+      }
+    }
+    return op(upstream);
   }
 
   /**
