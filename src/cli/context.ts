@@ -20,6 +20,10 @@ export interface GlobalOptions {
 /** minidock's own configuration file (/etc/minidock/config.json by default). */
 export interface MinidockConfig {
   'insecure-registries'?: string[];
+  /** The certs.d root (default /etc/minidock/certs.d). */
+  'certs-dir'?: string;
+  /** Mirrors of docker.io, tried first, as Docker's daemon.json has them. */
+  'registry-mirrors'?: string[];
 }
 
 export interface Context {
@@ -28,6 +32,19 @@ export interface Context {
   /** Docker's config.json, where registry credentials live: $DOCKER_CONFIG/config.json or ~/.docker/config.json. */
   dockerConfigPath: string;
   store(): Promise<Store>;
+}
+
+/** The registry client's settings from minidock's config. */
+export function registryOptions(config: MinidockConfig): {
+  insecureRegistries: string[];
+  certsDir?: string;
+  mirrors: string[];
+} {
+  return {
+    insecureRegistries: config['insecure-registries'] ?? [],
+    ...(config['certs-dir'] === undefined ? {} : { certsDir: config['certs-dir'] }),
+    mirrors: config['registry-mirrors'] ?? [],
+  };
 }
 
 /** The checkout this file runs from, when it does (the repo root holds .git and store/README.md). */

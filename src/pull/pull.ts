@@ -58,7 +58,7 @@ import {
   type LayerRecord,
   type Store,
 } from '../store/index.js';
-import { applyLayer, decompressor, TarTailStream } from '../unpack/index.js';
+import { applyLayer, checkDecompressor, decompressor, TarTailStream } from '../unpack/index.js';
 import type { PullPhase, ProgressSink } from './progress.js';
 
 export interface PullOptions {
@@ -109,7 +109,7 @@ async function pullLocked(
     for (const layer of manifest.layers) {
       const compression = layerCompression(layer.mediaType);
       if (compression === undefined) throw new NotImplementedError(`layer media type ${JSON.stringify(layer.mediaType)}`);
-      decompressor(compression).destroy();
+      checkDecompressor(compression);
     }
 
     await writeBlobBytes(store, resolved.manifestDigest, resolved.rawManifest, 'manifest');

@@ -143,6 +143,24 @@ export class Authenticator {
     return 'retry';
   }
 
+  /**
+   * True when a 401 says that the bearer token it refused is bad or too
+   * narrow (RFC 6750's error="invalid_token" or "insufficient_scope"), so
+   * that a new token is worth one more try.
+   */
+  refusedToken(res: { headers: Record<string, unknown> }): boolean {
+    const header = res.headers['www-authenticate'];
+    const values = Array.isArray(header) ? header : header === undefined ? [] : [String(header)];
+    for (const v of values) {
+      try {
+        if (parseChallenges(v).some((c) => c.scheme === 'bearer' && c.params.error !== undefined)) return true;
+      } catch {
+        // A broken header is reported by answer(), not here.
+      }
+    }
+    return false;
+  }
+
   /** Forgets every token and credential obtained. */
   clear(): void {
     this.#tokens.clear();

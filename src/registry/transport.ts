@@ -180,15 +180,15 @@ export function connectionError(peer: string, err: unknown): RegistryError {
   const code = e?.code ?? e?.cause?.code ?? '';
   const known = connectCauses[code];
   let text = known?.text;
-  if (text === undefined && /CERT|SSL|TLS|SELF_SIGNED/.test(code)) {
-    text = `tls: ${messageOf(err).toLowerCase()}`;
-  }
+  const tls = text === undefined && /CERT|SSL|TLS|SELF_SIGNED|UNABLE_TO_|VERIFY/.test(code);
+  if (tls) text = `tls: ${messageOf(err).toLowerCase()}`;
+  const host = peer.split(' ').at(-1)!;
+  let hint: string | undefined;
+  if (known?.text === 'connection refused' && peer.startsWith('registry ')) hint = `is a registry listening at ${host}?`;
+  if (tls) hint = `a registry with its own CA needs it in certs.d/${host}/ (a .crt file), with a client certificate there if it asks for one`;
   return new RegistryError(`connect to ${peer}: ${text ?? messageOf(err)}`, undefined, known?.temporary ?? false, {
     cause: err,
-    hint:
-      known?.text === 'connection refused' && peer.startsWith('registry ')
-        ? `is a registry listening at ${peer.slice('registry '.length)}?`
-        : undefined,
+    hint,
   });
 }
 

@@ -5,79 +5,17 @@
  * must stall on purpose, a stalling proxy (a mock) sits in front of it.
  */
 import assert from 'node:assert/strict';
-import { createServer, request, type Server } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
 import { readdir, readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { makeTestRoot, runCli } from '../helpers/cli.js';
 import { assertBlobsVerify } from '../helpers/store-check.js';
 import { fixtureLayouts } from '../helpers/fixtures.js';
+import { startProxy } from '../helpers/proxy.js';
 import { missingTools, startRegistry, type TestRegistry } from '../helpers/registry.js';
 
 const skip =
   process.getuid?.() !== 0 ? 'needs root (layers are applied with their owners)' : missingTools();
-
-interface StallingProxy {
-  host: string;
-  /** Range headers of the GETs of `blob`, in order (undefined for none). */
-  ranges: (string | undefined)[];
-  /** Resolves once `stallAfter` bytes of the blob went out and the rest is held back. */
-  stalled: Promise<void>;
-  close(): Promise<void>;
-}
-
-/**
- * A proxy to upstream that passes everything through, except that the first
- * GET of blob without a Range header stops after `stallAfter` bytes of the
- * body and then sends nothing more while the connection stays open.
- */
-async function startStallingProxy(upstream: string, blob: string, stallAfter: number): Promise<StallingProxy> {
-  const sockets = new Set<Socket>();
-  const ranges: (string | undefined)[] = [];
-  let onStall!: () => void;
-  const stalled = new Promise<void>((resolve) => (onStall = resolve));
-  let stalledOnce = false;
-  const server: Server = createServer((req, res) => {
-    const isBlob = req.method === 'GET' && req.url?.endsWith(`/blobs/${blob}`);
-    if (isBlob) ranges.push(req.headers.range);
-    const stall = isBlob && req.headers.range === undefined && !stalledOnce;
-    if (stall) stalledOnce = true;
-    const up = request(`${upstream}${req.url}`, { method: req.method, headers: req.headers }, (upRes) => {
-      res.writeHead(upRes.statusCode ?? 502, upRes.headers);
-      if (!stall) {
-        upRes.pipe(res);
-        return;
-      }
-      let sent = 0;
-      upRes.on('data', (chunk: Buffer) => {
-        if (sent >= stallAfter) return;
-        const part = chunk.subarray(0, stallAfter - sent);
-        sent += part.length;
-        res.write(part);
-        if (sent >= stallAfter) onStall();
-      });
-    });
-    up.on('error', () => res.destroy());
-    res.on('error', () => {});
-    req.pipe(up);
-  });
-  server.on('connection', (s) => {
-    sockets.add(s);
-    s.on('close', () => sockets.delete(s));
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return {
-    host: `127.0.0.1:${(server.address() as AddressInfo).port}`,
-    ranges,
-    stalled,
-    close: () =>
-      new Promise<void>((resolve) => {
-        for (const s of sockets) s.destroy();
-        server.close(() => resolve());
-      }),
-  };
-}
 
 /** The digest and size of the single layer of the layout's image. */
 async function onlyLayer(layout: string): Promise<{ digest: string; size: number; diffID: string }> {
@@ -151,7 +89,7 @@ describe('minidock pull from several processes', { skip }, () => {
     const root = freshRoot();
     const layer = await onlyLayer(join(layouts, 'busybox'));
     const half = layer.size >> 1;
-    const proxy = await startStallingProxy(registry.url, layer.digest, half);
+    const proxy = await startProxy(registry.url, { stall: { blob: layer.digest, after: half } });
     try {
       const image = `${proxy.host}/library/busybox:latest`;
       const killer = new AbortController();

@@ -5,7 +5,7 @@ import { MinidockError } from '../../errors.js';
 import { parsePlatform, type Platform } from '../../image/index.js';
 import { familiarName, formatReference, parseReference, type Reference } from '../../reference.js';
 import type { ImageRecord, Store } from '../../store/index.js';
-import type { Context } from '../context.js';
+import { registryOptions, type Context } from '../context.js';
 import { progressRenderer } from '../progress.js';
 
 export interface PullFlags {
@@ -46,7 +46,7 @@ export async function pullWithProgress(
       logger: ctx.logger,
       progress: (e) => renderer.update(e),
       platform: platformFlag(flags.platform),
-      registry: { insecureRegistries: ctx.config['insecure-registries'] ?? [], credentials: credentials.lookup() },
+      registry: { ...registryOptions(ctx.config), credentials: credentials.lookup() },
     });
     renderer.done();
     if (!quiet) {
