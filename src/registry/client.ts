@@ -3,10 +3,12 @@
  * image (manifests by tag or digest, blobs whole or from an offset).
  */
 import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import type { Readable } from 'node:stream';
+import { createSecureContext, rootCertificates, type SecureContext } from 'node:tls';
 import { Agent } from 'undici';
 import { algorithmOf, parseDigest, type Digest } from '../digest.js';
-import { DigestMismatchError, MinidockError, NotFoundError, RegistryError } from '../errors.js';
+import { DigestMismatchError, MinidockError, NotFoundError, RegistryError, messageOf } from '../errors.js';
 import {
   formatPlatform,
   isAttestation,
@@ -49,6 +51,29 @@ export interface RegistryClientOptions {
   retry?: RetryOptions;
   /** How long a manifest or config body may take to arrive in full (default 60 s). */
   smallBodyDeadlineMs?: number;
+  /**
+   * A PEM file of CAs trusted besides Node's own, as NODE_EXTRA_CA_CERTS
+   * (which bin/minidock.js hands over under another name, so that Node
+   * does not load it at every start-up).
+   */
+  extraCaCertsFile?: string;
+}
+
+/**
+ * TLS options that trust Node's bundled CAs and those in file, in one
+ * secure context for every connection. A file that cannot be used is
+ * ignored with a warning, as Node ignores a bad NODE_EXTRA_CA_CERTS.
+ */
+function trustingExtraCas(file: string | undefined, logger: Logger): { secureContext: SecureContext } | undefined {
+  if (file === undefined) return undefined;
+  try {
+    const pem = readFileSync(file, 'utf8');
+    if (!pem.includes('-----BEGIN CERTIFICATE-----')) throw new Error('no PEM certificate in it');
+    return { secureContext: createSecureContext({ ca: [...rootCertificates, pem] }) };
+  } catch (err) {
+    logger.warn(`ignoring extra CA certificates from ${JSON.stringify(file)}: ${messageOf(err)}`);
+    return undefined;
+  }
 }
 
 /** Per-call options. */
@@ -132,6 +157,7 @@ export class RegistryClient {
       connections: 8,
       headersTimeout: 60_000,
       bodyTimeout: 60_000,
+      connect: trustingExtraCas(options.extraCaCertsFile, this.#logger),
     });
     this.#transport = new Transport(this.#agent, this.#logger, options.retry);
     this.#auth = new Authenticator({

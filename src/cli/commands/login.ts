@@ -83,6 +83,7 @@ export async function loginCommand(ctx: Context, server: string, flags: LoginFla
     logger: ctx.logger,
     insecureRegistries: ctx.config['insecure-registries'] ?? [],
     credentials: (h) => (h === host ? creds : undefined),
+    extraCaCertsFile: ctx.extraCaCertsFile,
   });
   try {
     await client.checkLogin(host);

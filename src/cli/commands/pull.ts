@@ -46,7 +46,11 @@ export async function pullWithProgress(
       logger: ctx.logger,
       progress: (e) => renderer.update(e),
       platform: platformFlag(flags.platform),
-      registry: { insecureRegistries: ctx.config['insecure-registries'] ?? [], credentials: credentials.lookup() },
+      registry: {
+        insecureRegistries: ctx.config['insecure-registries'] ?? [],
+        credentials: credentials.lookup(),
+        extraCaCertsFile: ctx.extraCaCertsFile,
+      },
     });
     renderer.done();
     if (!quiet) {
