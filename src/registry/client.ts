@@ -3,10 +3,12 @@
  * image (manifests by tag or digest, blobs whole or from an offset).
  */
 import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import type { Readable } from 'node:stream';
+import { rootCertificates } from 'node:tls';
 import { Agent, Pool } from 'undici';
 import { algorithmOf, parseDigest, type Digest } from '../digest.js';
-import { DigestMismatchError, MinidockError, NotFoundError, RegistryError } from '../errors.js';
+import { DigestMismatchError, MinidockError, NotFoundError, RegistryError, messageOf } from '../errors.js';
 import {
   formatPlatform,
   isAttestation,
@@ -22,7 +24,7 @@ import {
 import { silentLogger, type Logger } from '../log.js';
 import { defaultRegistry, isLoopbackRegistry, type Reference } from '../reference.js';
 import { Authenticator, type CredentialsLookup } from './auth.js';
-import { CertsDir } from './certs.js';
+import { CertsDir, type HostTLS } from './certs.js';
 import {
   Transport,
   discardBody,
@@ -69,6 +71,12 @@ export interface RegistryClientOptions {
   mirrors?: string[];
   /** Where docker.io is reached; default https://registry-1.docker.io. Tests point it at a local server. */
   hubOrigin?: string;
+  /**
+   * A PEM file of CAs trusted besides Node's own, as NODE_EXTRA_CA_CERTS
+   * (which bin/minidock.js hands over under another name, so that Node
+   * does not load it at every start-up).
+   */
+  extraCaCertsFile?: string;
 }
 
 /** Where one registry is reached: the key its credentials and tokens go by, and its origin. */
@@ -92,6 +100,22 @@ function parseOrigin(value: string, what: string): URL {
     throw new MinidockError('ERR_CONFIG', `${what} ${JSON.stringify(value)}: want http(s)://host[:port] and nothing more`);
   }
   return new URL(url.origin);
+}
+
+/**
+ * Reads the extra CAs file (PEM). A file that cannot be used is ignored with
+ * a warning, as Node ignores a bad NODE_EXTRA_CA_CERTS.
+ */
+function readExtraCas(file: string | undefined, logger: Logger): string | undefined {
+  if (file === undefined) return undefined;
+  try {
+    const pem = readFileSync(file, 'utf8');
+    if (!pem.includes('-----BEGIN CERTIFICATE-----')) throw new Error('no PEM certificate in it');
+    return pem;
+  } catch (err) {
+    logger.warn(`ignoring extra CA certificates from ${JSON.stringify(file)}: ${messageOf(err)}`);
+    return undefined;
+  }
 }
 
 /** Per-call options. */
@@ -180,16 +204,17 @@ export class RegistryClient {
       const origin = parseOrigin(m, 'registry mirror');
       return { key: origin.host, origin, mirror: true };
     });
+    const extraCas = readExtraCas(options.extraCaCertsFile, this.#logger);
     this.#agent = new Agent({
       keepAliveTimeout: 30_000,
       connections: 8,
       headersTimeout: 60_000,
       bodyTimeout: 60_000,
-      // One pool per origin; https origins with a certs.d entry get its CAs
-      // and client certificate.
+      // One pool per origin; https origins get the extra CAs, and those with
+      // a certs.d entry its CAs and client certificate too.
       factory: (origin, opts) => {
         const url = new URL(String(origin));
-        const tls = url.protocol === 'https:' ? this.#certs.forHost(url.host) : undefined;
+        const tls = url.protocol === 'https:' ? this.#tlsFor(url.host, extraCas) : undefined;
         return new Pool(url, tls === undefined ? opts : { ...opts, connect: { ...tls } });
       },
     });
@@ -471,6 +496,17 @@ export class RegistryClient {
       throw unauthorized(detail, codes);
     }
     throw await responseError('GET', url, res);
+  }
+
+  /**
+   * TLS options for an https host: its certs.d entry (which trusts the
+   * system's CAs too), else Node's CAs; either with the extra CAs added.
+   * Undefined means Node's defaults.
+   */
+  #tlsFor(host: string, extraCas: string | undefined): HostTLS | undefined {
+    const tls = this.#certs.forHost(host);
+    if (extraCas === undefined) return tls;
+    return { ...tls, ca: [...(tls?.ca ?? rootCertificates), extraCas] };
   }
 
   /** Closes every connection and forgets cached tokens. The client is unusable afterwards. */

@@ -65,6 +65,20 @@ describe('minidock pull and run', { skip }, () => {
     assert.equal(named.stdout, 'box1\n');
   });
 
+  test('started by its #! line, Node skips NODE_EXTRA_CA_CERTS and the container still gets it', async () => {
+    const file = join(root, 'no-such-ca.pem');
+    const line = ['run', '--rm', '-e', 'NODE_EXTRA_CA_CERTS', busybox, 'sh', '-c', 'echo "$NODE_EXTRA_CA_CERTS"'];
+    const env = { NODE_EXTRA_CA_CERTS: file };
+    // Node warns at start-up when it cannot load the file: it does so
+    // under plain `node`, and never tried through the launcher.
+    for (const direct of [false, true]) {
+      const r = await runCli(line, { root, env, direct });
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(r.stdout, `${file}\n`);
+      assert.equal(/Ignoring extra certs/.test(r.stderr), !direct, r.stderr);
+    }
+  });
+
   test('/etc/hostname and /etc/hosts name the container', async () => {
     const r = await cli(['run', '--rm', '--hostname', 'box2', busybox, 'sh', '-c', 'cat /etc/hostname; grep -c box2 /etc/hosts; stat -c %a /etc']);
     assert.equal(r.code, 0, r.stderr);

@@ -81,7 +81,7 @@ export async function loginCommand(ctx: Context, server: string, flags: LoginFla
   const creds = { username, password };
   const client = new RegistryClient({
     logger: ctx.logger,
-    ...registryOptions(ctx.config),
+    ...registryOptions(ctx),
     credentials: (h) => (h === host ? creds : undefined),
   });
   try {

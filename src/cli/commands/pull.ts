@@ -46,7 +46,7 @@ export async function pullWithProgress(
       logger: ctx.logger,
       progress: (e) => renderer.update(e),
       platform: platformFlag(flags.platform),
-      registry: { ...registryOptions(ctx.config), credentials: credentials.lookup() },
+      registry: { ...registryOptions(ctx), credentials: credentials.lookup() },
     });
     renderer.done();
     if (!quiet) {
