@@ -11,6 +11,7 @@ import { silentLogger, type Logger } from '../log.js';
 import { S_IFBLK, S_IFCHR, S_IFIFO, lsetxattr, makedev, mknod } from '../sys/index.js';
 import { entryComponents, parseWhiteout, type Whiteout } from './entry-name.js';
 import { PaxTap, parsePaxRecords, type TappedEntry } from './pax-tap.js';
+import { BadSparseError, sparseSpecOf, writeSparse } from './sparse.js';
 
 /** What applyLayer did. */
 export interface LayerStats {
@@ -54,8 +55,9 @@ const { O_WRONLY, O_CREAT, O_EXCL, O_NOFOLLOW } = fs.constants;
  * Nothing outside `dir` is created or changed, whatever the entries' names
  * and links say: names with "..", paths through a symlink the layer
  * planted, hard links out of the layer and whiteouts that name nothing are
- * refused with UnsafePathError, which fails the whole layer. Tar entry
- * types it does not know (GNU sparse and others) fail with
+ * refused with UnsafePathError, which fails the whole layer. GNU sparse
+ * files (all four formats) are written with their holes. Tar entry types
+ * it does not know (GNU dump directories, volume headers) fail with
  * NotImplementedError. Other failures are MinidockErrors naming the entry.
  *
  * Not atomic: after a failure `dir` holds part of the layer, and the caller
@@ -195,6 +197,12 @@ class LayerApplier {
   async apply(header: TarHeader, tapped: TappedEntry, entry: Entry): Promise<number> {
     try {
       this.#consumed = false;
+      // A PAX sparse file's real name (GNU tar puts a made-up one, such
+      // as "./GNUSparseFile.0/f", in the header); Go reads it so too.
+      const sparseName = header.pax?.['GNU.sparse.name'];
+      if (sparseName !== undefined && sparseName !== '') {
+        header.name = sparseName;
+      }
       const written = await this.#apply(header, tapped, entry);
 
       // Entries other than files may still carry data (a whiteout with
@@ -260,12 +268,6 @@ class LayerApplier {
         return 0;
       case 'file':
       case 'contiguous-file':
-        // GNU tar's PAX sparse formats (0.x, 1.0) look like regular files
-        // whose data starts with a sparse map; writing them as-is would
-        // silently corrupt the file.
-        if (Object.keys(header.pax ?? {}).some((k) => k.startsWith('GNU.sparse.'))) {
-          throw new NotImplementedTypeError('S', 'PAX');
-        }
         return this.#linkPending(rel, await this.#applyFile(rel, header, tapped, entry));
       case 'symlink':
         this.#applySymlink(rel, header, tapped);
@@ -279,6 +281,10 @@ class LayerApplier {
         this.#applyNode(rel, header, tapped);
         return this.#linkPending(rel, 0);
       default:
+        // tar-stream has no type for old GNU sparse files.
+        if (tapped.typeflag === 'S') {
+          return this.#linkPending(rel, await this.#applyFile(rel, header, tapped, entry));
+        }
         throw new NotImplementedTypeError(tapped.typeflag);
     }
   }
@@ -511,7 +517,10 @@ class LayerApplier {
     this.#consumed = true;
     try {
       const size = header.size ?? 0;
-      if (size <= smallFile) {
+      const sparse = sparseSpecOf(header.pax, tapped);
+      if (sparse !== undefined) {
+        written = await writeSparse(fd, readEntry(entry), sparse);
+      } else if (size <= smallFile) {
         const chunks: Buffer[] = [];
         for await (const chunk of readEntry(entry)) {
           chunks.push(chunk);
@@ -853,10 +862,7 @@ function errnoCode(err: unknown): string | undefined {
 }
 
 class NotImplementedTypeError extends Error {
-  constructor(
-    readonly typeflag: string,
-    readonly format = '',
-  ) {
+  constructor(readonly typeflag: string) {
     super(`tar entry type ${JSON.stringify(typeflag)}`);
   }
 }
@@ -868,7 +874,10 @@ function entryError(name: string, err: unknown): unknown {
     return err;
   }
   if (err instanceof NotImplementedTypeError) {
-    return notImplementedType(name, err.typeflag, err.format);
+    return notImplementedType(name, err.typeflag);
+  }
+  if (err instanceof BadSparseError) {
+    return badLayer(name, err.message);
   }
   const where = JSON.stringify(name);
   return new MinidockError('ERR_UNPACK', `apply layer entry ${where}: ${messageOf(err)}`, {
@@ -877,16 +886,15 @@ function entryError(name: string, err: unknown): unknown {
 }
 
 const typeNames: Record<string, string> = {
-  S: 'GNU sparse file',
   D: 'GNU dump directory',
   M: 'GNU multi-volume continuation',
   V: 'GNU volume header',
 };
 
-function notImplementedType(name: string, typeflag: string, format: string): MinidockError {
+function notImplementedType(name: string, typeflag: string): MinidockError {
   const known = typeNames[typeflag];
-  const what = known === undefined ? `type ${JSON.stringify(typeflag)}` : `${format} ${known}`;
-  return new NotImplementedError(`tar entry ${what.trim()} (entry ${JSON.stringify(name)})`, {
-    hint: 'repack the layer without sparse or GNU-only entries (Go archive/tar, GNU tar -H posix)',
+  const what = known === undefined ? `type ${JSON.stringify(typeflag)}` : known;
+  return new NotImplementedError(`tar entry ${what} (entry ${JSON.stringify(name)})`, {
+    hint: 'repack the layer without GNU-only entries (Go archive/tar, GNU tar -H posix)',
   });
 }

@@ -13,7 +13,9 @@
  *   (Debian's zstd package), run as a streaming subprocess.
  * - Entry names are decoded as UTF-8 by tar-stream, so names that are not
  *   valid UTF-8 are mangled (never into "/" or "..", so never unsafely).
- * - GNU sparse files and other non-POSIX entry types are refused.
+ * - GNU sparse files are read in all four formats (old GNU, PAX 0.0, 0.1,
+ *   1.0) and written with holes; other GNU-only entry types (D, M, V)
+ *   are refused.
  * - LIBARCHIVE.xattr.* records are ignored; SCHILY.xattr.* are applied.
  * - The root entry ("./") is skipped, as Docker does.
  */

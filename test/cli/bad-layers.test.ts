@@ -1,6 +1,6 @@
 /**
  * Layers that must not unpack, or must unpack harmlessly, pulled through
- * the CLI from the real registry: a truncated tar and a GNU sparse file
+ * the CLI from the real registry: a truncated tar and a GNU dump directory
  * (refused, one line, nothing stored) and device nodes (unpacked, but of
  * no use to anyone: not to other users of the host, not to the container).
  */
@@ -95,16 +95,16 @@ describe('layers that must not hurt', { skip }, () => {
     await assertNothingStored(root);
   });
 
-  test('a GNU sparse file fails the pull with a clear refusal and stores nothing', async () => {
+  test('a GNU dump directory fails the pull with a clear refusal and stores nothing', async () => {
     const tar = await makeTar([
       { name: 'before', content: 'b' },
-      { name: 'sparse', content: 'data', typeflag: 'S' },
+      { name: 'dumped/', type: 'directory', typeflag: 'D' },
     ]);
-    const ref = await push('sparse', [tar]);
+    const ref = await push('dumpdir', [tar]);
     const root = freshRoot();
     const r = await runCli(['pull', '-q', ref], { root });
     assert.equal(r.code, 125, r.stderr);
-    assertOneLine(r.stderr, /tar entry GNU sparse file .*"sparse"/);
+    assertOneLine(r.stderr, /tar entry GNU dump directory .*"dumped\/"/);
     assert.match(r.stderr, /^hint: repack the layer/m);
     await assertNothingStored(root);
   });

@@ -17,7 +17,7 @@ import { promisify } from 'node:util';
 import { makeTestRoot, runCli } from '../helpers/cli.js';
 import { fixtureLayouts } from '../helpers/fixtures.js';
 import { writeLayout } from '../helpers/layout.js';
-import { makeTar, type TarEntry } from '../helpers/make-tar.js';
+import { makeTar, sparseEntries, type TarEntry } from '../helpers/make-tar.js';
 import { missingTools, startRegistry, type TestRegistry } from '../helpers/registry.js';
 import { differences, walkTree, type TreeEntry } from '../helpers/tree.js';
 
@@ -43,7 +43,8 @@ const longDir = `${'d'.repeat(90)}/${'e'.repeat(90)}`;
 
 /**
  * The crafted image: what the fixtures lack (devices, a fifo, xattrs,
- * special mode bits, long names in both formats, hard link groups), then a
+ * special mode bits, long names in both formats, hard link groups, sparse
+ * files), then a
  * layer of whiteouts, an opaque directory and a replaced group member,
  * with trailing data after its end blocks. Every directory has its own
  * entry: a directory made implicitly is dated when it is unpacked, by
@@ -96,6 +97,8 @@ async function craftedLayers(): Promise<Buffer[]> {
     dir('c/'),
     { name: 'c/y', content: 'y' },
   ];
+  // Sparse files, as GNU tar writes them (PAX 0.1 and 1.0).
+  lower.push(dir('sparse/'), ...sparseEntries('sparse').entries);
   for (const format of ['pax', 'gnu']) {
     const gnuLong = format === 'gnu';
     const file = `${format}/${longDir}/${'f'.repeat(120)}`;
@@ -166,7 +169,7 @@ describe('minidock unpacks images as umoci does', { skip: whyNot() }, () => {
     layout: string,
     tag = 'latest',
   ): Promise<{ theirs: Map<string, TreeEntry>; ours: Map<string, TreeEntry>; stderr: string }> {
-    await registry.push(layout, `library/${name}`, tag);
+    await registry.push(layout, `library/${name}`, tag, { sourceTag: tag });
     const ref = `${registry.host}/library/${name}:${tag}`;
     const pulled = await runCli(['pull', ref], { root });
     assert.equal(pulled.code, 0, pulled.stderr);
@@ -236,6 +239,7 @@ describe('minidock unpacks images as umoci does', { skip: whyNot() }, () => {
       ['a/keep', 'a/old', 'a/old/h', 'b/new'],
     );
     assert.equal(theirs.get(`gnu/${longDir}/${'s'.repeat(110)}`)?.target, `/gnu/${longDir}/${'f'.repeat(120)}`);
+    assert.equal(theirs.get('sparse/b')?.size, 2_000_003);
     assertSame(theirs, ours);
     assert.match(stderr, /ignore \d+ bytes of trailing data/);
   });

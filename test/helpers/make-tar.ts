@@ -140,3 +140,59 @@ function withTypeflag(bytes: Buffer, typeflag: string): Buffer {
   out.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148, 'latin1');
   return out;
 }
+
+/** PAX records of a GNU sparse 1.0 entry named name, realSize bytes long. */
+export function sparse10(name: string, realSize: number): Record<string, string> {
+  return {
+    'GNU.sparse.major': '1',
+    'GNU.sparse.minor': '0',
+    'GNU.sparse.name': name,
+    'GNU.sparse.realsize': String(realSize),
+  };
+}
+
+/**
+ * The data of a GNU sparse 1.0 entry: the map (decimal lines, padded to a
+ * block), then the segments' bytes.
+ */
+export function sparse10Data(segments: Array<[offset: number, data: string]>): Buffer {
+  const lines = [segments.length, ...segments.flatMap(([off, data]) => [off, data.length])];
+  const map = Buffer.from(lines.map((n) => `${n}\n`).join(''));
+  const padded = Buffer.alloc(Math.ceil(map.length / 512) * 512);
+  map.copy(padded);
+  return Buffer.concat([padded, ...segments.map(([, data]) => Buffer.from(data))]);
+}
+
+/**
+ * Two sparse files as GNU tar writes them, dir/a in PAX format 0.1 and
+ * dir/b in 1.0, with the bytes each must unpack to.
+ */
+export function sparseEntries(dir: string): { entries: TarEntry[]; files: Map<string, Buffer> } {
+  const a = Buffer.alloc(1_000_000);
+  a.write('head', 0);
+  a.write('tail', 999_996);
+  const b = Buffer.alloc(2_000_003);
+  b.write('mid', 5);
+  b.write('end', 2_000_000);
+  const entries: TarEntry[] = [
+    {
+      name: 'GNUSparseFile.0/a',
+      content: 'headtail',
+      pax: {
+        'GNU.sparse.numblocks': '2',
+        'GNU.sparse.map': '0,4,999996,4',
+        'GNU.sparse.size': String(a.length),
+        'GNU.sparse.name': `${dir}/a`,
+      },
+    },
+    {
+      name: 'GNUSparseFile.0/b',
+      content: sparse10Data([
+        [5, 'mid'],
+        [2_000_000, 'end'],
+      ]),
+      pax: sparse10(`${dir}/b`, b.length),
+    },
+  ];
+  return { entries, files: new Map([[`${dir}/a`, a], [`${dir}/b`, b]]) };
+}

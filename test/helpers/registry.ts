@@ -52,6 +52,8 @@ export interface StartRegistryOptions {
 export interface PushOptions {
   /** Push every manifest of an index (skopeo --all), not only the host's. */
   all?: boolean;
+  /** The layout's tag to copy; "latest" when absent. */
+  sourceTag?: string;
 }
 
 /** A running registry; stop() it in the test's after() hook. */
@@ -66,7 +68,7 @@ export interface TestRegistry {
   pid: number;
   /** Set when started with auth 'htpasswd' or with token credentials. */
   credentials?: { username: string; password: string };
-  /** Copies the image tagged "latest" in layoutDir to HOST/repo:tag. */
+  /** Copies the image tagged "latest" (or opts.sourceTag) in layoutDir to HOST/repo:tag. */
   push(layoutDir: string, repo: string, tag: string, opts?: PushOptions): Promise<void>;
   /** Kills the registry process and removes dir. Safe to call twice. */
   stop(): Promise<void>;
@@ -337,7 +339,7 @@ async function launch(
       if (credentials !== undefined) {
         args.push('--dest-creds', `${credentials.username}:${credentials.password}`);
       }
-      args.push(`oci:${layoutDir}:latest`, `docker://${host}/${repo}:${tag}`);
+      args.push(`oci:${layoutDir}:${opts.sourceTag ?? 'latest'}`, `docker://${host}/${repo}:${tag}`);
       try {
         await execFileAsync('skopeo', args, { maxBuffer: 16 << 20 });
       } catch (err) {

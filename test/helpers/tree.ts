@@ -11,9 +11,9 @@ import { lgetxattr, llistxattr } from '../../src/sys/index.js';
 /** What is compared of one path. Fields that do not apply are absent. */
 export interface TreeEntry {
   type: string;
-  mode: string;
-  uid: number;
-  gid: number;
+  mode?: string;
+  uid?: number;
+  gid?: number;
   mtime?: number;
   size?: number;
   sha256?: string;
@@ -60,11 +60,15 @@ export async function walkTree(top: string): Promise<Map<string, TreeEntry>> {
       .map((name) => `${name}=${lgetxattr(abs, name)?.toString('hex') ?? ''}`)
       .join(' ');
     const e: TreeEntry = { type, mode: (st.mode & 0o7777).toString(8), uid: st.uid, gid: st.gid, xattrs };
-    // The root's mtime is nobody's content: umoci creates rootfs/ itself
-    // (and dates it to the epoch), minidock's root is the topmost layer
-    // directory, dated when it was unpacked; no layer tar of the fixtures
-    // has an entry for "./" that would set either.
-    if (rel !== '/') e.mtime = Math.floor(st.mtimeMs / 1000);
+    // The root's metadata is nobody's content. umoci creates rootfs/
+    // itself (dated to the epoch) and applies a layer's "./" entry to it;
+    // minidock's root is the topmost layer directory, 0755 root, dated
+    // when it was unpacked, and skips "./" entries as Docker does.
+    if (rel === '/') {
+      e.mode = e.uid = e.gid = undefined;
+    } else {
+      e.mtime = Math.floor(st.mtimeMs / 1000);
+    }
     if (type !== 'directory') {
       e.size = st.size;
       const key = `${st.dev}:${st.ino}`;

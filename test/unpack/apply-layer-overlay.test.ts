@@ -16,7 +16,7 @@ import { after, before, describe, it } from 'node:test';
 import type { Logger } from '../../src/log.js';
 import { lgetxattr, splitDev } from '../../src/sys/index.js';
 import { applyLayer } from '../../src/unpack/index.js';
-import { makeTar, type TarEntry } from '../helpers/make-tar.js';
+import { makeTar, sparseEntries, type TarEntry } from '../helpers/make-tar.js';
 
 function whyNot(): string | false {
   if (process.getuid?.() !== 0) return 'needs root (chown, mknod, trusted.* xattrs, mount)';
@@ -404,6 +404,17 @@ describe('applied layers seen through overlayfs', { skip: whyNot() }, () => {
         );
       });
     }
+
+    it('writes sparse files (PAX formats 0.1 and 1.0) with their holes', () => {
+      const { entries, files } = sparseEntries('sparse');
+      return withMerged([entries], (m) => {
+        assert.deepEqual(ls(m, 'sparse'), ['a', 'b']);
+        for (const [name, bytes] of files) {
+          assert.ok(fs.readFileSync(path.join(m, name)).equals(bytes), name);
+          assert.ok(fs.statSync(path.join(m, name)).blocks < 64, `${name}: holes stay holes`);
+        }
+      });
+    });
 
     it('ignores trailing data after the end blocks, with a warning', async () => {
       const warnings: string[] = [];
