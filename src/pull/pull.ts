@@ -505,6 +505,9 @@ function resumableDownload(
         logger.info(`layer ${layer.digest}: resuming at byte ${offset} of ${layer.size}`);
         for await (const chunk of createReadStream(partial, { end: offset - 1 })) yield chunk as Buffer;
       }
+      // A pull killed between the last byte and the rename left the whole
+      // blob: there is nothing to ask for (a Range from its size is a 416).
+      if (offset === layer.size) return;
       const fh = await open(partial, 'a', 0o644);
       try {
         for (let fruitless = 0; ; ) {
