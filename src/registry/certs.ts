@@ -9,8 +9,10 @@
  *   <name>.key         its private key (a .cert without its .key, or the
  *                      reverse, is an error, as in Docker)
  *
- * The system's trust is Node's bundled roots plus the distribution's CA
- * bundle file (Debian: /etc/ssl/certs/ca-certificates.crt) when readable.
+ * The system's trust, for every https host, is Node's bundled roots plus
+ * the distribution's CA bundle file (Debian:
+ * /etc/ssl/certs/ca-certificates.crt, where update-ca-certificates puts a
+ * machine's own CAs) when readable.
  */
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -37,7 +39,7 @@ export interface HostTLS {
 export class CertsDir {
   readonly root: string;
   readonly #systemCAFile: string;
-  readonly #cache = new Map<string, HostTLS | undefined>();
+  readonly #cache = new Map<string, HostTLS>();
   #systemCAs?: string[];
 
   constructor(root = defaultCertsDir, systemCAFile = defaultSystemCAFile) {
@@ -51,15 +53,16 @@ export class CertsDir {
   }
 
   /**
-   * Returns the TLS options for host: the system's CAs plus the host's own,
-   * and its client certificate. undefined when certs.d has nothing for host
-   * (Node's defaults then apply). Throws MinidockError (ERR_CERTS) for an
-   * unreadable file or a certificate without its key.
+   * Returns the TLS options for host: the system's CAs plus the host's own
+   * from certs.d, and its client certificate if there is one. Throws
+   * MinidockError (ERR_CERTS) for an unreadable file or a certificate
+   * without its key.
    */
-  forHost(host: string): HostTLS | undefined {
-    if (this.#cache.has(host)) return this.#cache.get(host);
+  forHost(host: string): HostTLS {
+    const cached = this.#cache.get(host);
+    if (cached !== undefined) return cached;
     const dir = this.#dirOf(host);
-    let tls: HostTLS | undefined;
+    let tls: HostTLS = { ca: this.#system() };
     if (dir !== undefined) {
       const names = readdirSync(dir).sort();
       const read = (name: string): string => {

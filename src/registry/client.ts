@@ -185,12 +185,11 @@ export class RegistryClient {
       connections: 8,
       headersTimeout: 60_000,
       bodyTimeout: 60_000,
-      // One pool per origin; https origins with a certs.d entry get its CAs
-      // and client certificate.
+      // One pool per origin; https origins trust the system's CAs and get
+      // their certs.d entry's CAs and client certificate.
       factory: (origin, opts) => {
         const url = new URL(String(origin));
-        const tls = url.protocol === 'https:' ? this.#certs.forHost(url.host) : undefined;
-        return new Pool(url, tls === undefined ? opts : { ...opts, connect: { ...tls } });
+        return new Pool(url, url.protocol === 'https:' ? { ...opts, connect: { ...this.#certs.forHost(url.host) } } : opts);
       },
     });
     this.#transport = new Transport(this.#agent, this.#logger, options.retry);
@@ -488,8 +487,10 @@ export class RegistryClient {
     const host = registry;
     // certs.d is read here, so that a broken entry is its own error and
     // not a failed connection.
-    const tls = this.#certs.has(host) && this.#certs.forHost(host) !== undefined;
-    return new URL(`${this.#allowsPlainHttp(registry) && !tls ? 'http' : 'https'}://${host}`);
+    const tls = this.#certs.has(host);
+    const origin = new URL(`${this.#allowsPlainHttp(registry) && !tls ? 'http' : 'https'}://${host}`);
+    if (origin.protocol === 'https:') this.#certs.forHost(origin.host);
+    return origin;
   }
 
   #withAuthHint(err: RegistryError): RegistryError {
