@@ -69,17 +69,20 @@ export class CertsDir {
         try {
           return readFileSync(join(dir, name), 'utf8');
         } catch (err) {
-          throw new MinidockError('ERR_CERTS', `read ${JSON.stringify(join(dir, name))}: ${(err as Error).message}`);
+          const path = JSON.stringify(join(dir, name));
+          throw new MinidockError('ERR_CERTS', `read ${path}: ${(err as Error).message}`);
         }
       };
       tls = { ca: [...this.#system(), ...names.filter((n) => n.endsWith('.crt')).map(read)] };
       for (const name of names.filter((n) => n.endsWith('.cert'))) {
         const keyName = `${name.slice(0, -'.cert'.length)}.key`;
         if (!names.includes(keyName)) {
-          throw new MinidockError('ERR_CERTS', `client certificate ${JSON.stringify(join(dir, name))} has no key ${keyName}`);
+          const path = JSON.stringify(join(dir, name));
+          throw new MinidockError('ERR_CERTS', `client certificate ${path} has no key ${keyName}`);
         }
         if (tls.cert !== undefined) {
-          throw new MinidockError('ERR_CERTS', `${JSON.stringify(dir)} holds more than one client certificate`);
+          const path = JSON.stringify(dir);
+          throw new MinidockError('ERR_CERTS', `${path} holds more than one client certificate`);
         }
         tls.cert = read(name);
         tls.key = read(keyName);
@@ -87,7 +90,8 @@ export class CertsDir {
       for (const name of names.filter((n) => n.endsWith('.key'))) {
         const certName = `${name.slice(0, -'.key'.length)}.cert`;
         if (!names.includes(certName)) {
-          throw new MinidockError('ERR_CERTS', `key ${JSON.stringify(join(dir, name))} has no client certificate ${certName}`);
+          const path = JSON.stringify(join(dir, name));
+          throw new MinidockError('ERR_CERTS', `key ${path} has no client certificate ${certName}`);
         }
       }
     }

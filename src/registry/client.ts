@@ -59,7 +59,7 @@ export interface RegistryClientOptions {
    * loopback registry with an entry there is spoken to over https.
    */
   certsDir?: string;
-  /** The system CA bundle added to a certs.d host's trust; default Debian's. */
+  /** The system CA bundle trusted for every https host, beside Node's roots; default Debian's. */
   systemCAFile?: string;
   /**
    * Mirrors of docker.io, as URLs ("https://mirror.example"), tried in
@@ -67,7 +67,10 @@ export interface RegistryClientOptions {
    * for a mirror are looked up under the mirror's own host.
    */
   mirrors?: string[];
-  /** Where docker.io is reached; default https://registry-1.docker.io. Tests point it at a local server. */
+  /**
+   * Where docker.io is reached; default https://registry-1.docker.io.
+   * Tests point it at a local server.
+   */
   hubOrigin?: string;
 }
 
@@ -88,8 +91,12 @@ function parseOrigin(value: string, what: string): URL {
       hint: 'give it as https://host[:port]',
     });
   }
-  if ((url.protocol !== 'https:' && url.protocol !== 'http:') || (url.pathname !== '/' && url.pathname !== '') || url.search !== '' || url.username !== '') {
-    throw new MinidockError('ERR_CONFIG', `${what} ${JSON.stringify(value)}: want http(s)://host[:port] and nothing more`);
+  const http = url.protocol === 'https:' || url.protocol === 'http:';
+  if (!http || url.pathname !== '/' || url.search !== '' || url.username !== '') {
+    throw new MinidockError(
+      'ERR_CONFIG',
+      `${what} ${JSON.stringify(value)}: want http(s)://host[:port] and nothing more`,
+    );
   }
   return new URL(url.origin);
 }
@@ -189,7 +196,8 @@ export class RegistryClient {
       // their certs.d entry's CAs and client certificate.
       factory: (origin, opts) => {
         const url = new URL(String(origin));
-        return new Pool(url, url.protocol === 'https:' ? { ...opts, connect: { ...this.#certs.forHost(url.host) } } : opts);
+        if (url.protocol !== 'https:') return new Pool(url, opts);
+        return new Pool(url, { ...opts, connect: { ...this.#certs.forHost(url.host) } });
       },
     });
     this.#transport = new Transport(this.#agent, this.#logger, options.retry);
@@ -214,7 +222,12 @@ export class RegistryClient {
     return this.#viaMirrors(ref, opts.signal, (e) => this.#fetchManifest(e, ref, tagOrDigest, opts));
   }
 
-  async #fetchManifest(e: Endpoint, ref: Reference, tagOrDigest: string, opts: RequestOptions): Promise<FetchedManifest> {
+  async #fetchManifest(
+    e: Endpoint,
+    ref: Reference,
+    tagOrDigest: string,
+    opts: RequestOptions,
+  ): Promise<FetchedManifest> {
     const what = display(ref, tagOrDigest);
     const expected = isDigestString(tagOrDigest) ? parseDigest(tagOrDigest) : undefined;
     const path = `/v2/${ref.repository}/manifests/${expected ?? encodeURIComponent(tagOrDigest)}`;
@@ -316,7 +329,12 @@ export class RegistryClient {
     return this.#viaMirrors(ref, opts.signal, (e) => this.#fetchSmallBlob(e, ref, d, opts));
   }
 
-  async #fetchSmallBlob(e: Endpoint, ref: Reference, d: Descriptor, opts: RequestOptions): Promise<Buffer> {
+  async #fetchSmallBlob(
+    e: Endpoint,
+    ref: Reference,
+    d: Descriptor,
+    opts: RequestOptions,
+  ): Promise<Buffer> {
     const what = `blob ${d.digest}`;
     if (d.size > smallBodyLimit) {
       throw new MinidockError('ERR_TOO_LARGE', `fetch ${what}: ${d.size} bytes is over the 4 MiB limit for configs`);
@@ -343,11 +361,15 @@ export class RegistryClient {
     d: Descriptor,
     opts: { offset?: number; signal?: AbortSignal } = {},
   ): Promise<OpenedBlob> {
+    // A foreign layer comes from its own urls, whichever endpoint serves the rest.
+    if (isForeignLayer(d.mediaType) && (d.urls?.length ?? 0) > 0) {
+      return this.#openBlob(undefined, ref, d, opts);
+    }
     return this.#viaMirrors(ref, opts.signal, (e) => this.#openBlob(e, ref, d, opts));
   }
 
   async #openBlob(
-    e: Endpoint,
+    e: Endpoint | undefined,
     ref: Reference,
     d: Descriptor,
     opts: { offset?: number; signal?: AbortSignal },
@@ -360,7 +382,7 @@ export class RegistryClient {
     if (offset > 0) headers.range = `bytes=${offset}-`;
 
     const { res, url } =
-      isForeignLayer(d.mediaType) && (d.urls?.length ?? 0) > 0
+      e === undefined
         ? await this.#getForeign(d, headers, opts.signal)
         : await this.#get(e, ref, `/v2/${ref.repository}/blobs/${d.digest}`, headers, opts.signal);
     const length = Number(headerOf(res, 'content-length'));
@@ -592,7 +614,12 @@ export class RegistryClient {
         url,
         headers,
         signal,
-        peer: o.registry === undefined ? `host ${url.host}` : url.origin === base.origin ? `registry ${registry}` : `blob storage ${url.host}`,
+        peer:
+          o.registry === undefined
+            ? `host ${url.host}`
+            : url.origin === base.origin
+              ? `registry ${registry}`
+              : `blob storage ${url.host}`,
       });
 
       const bearerSent = authorization?.startsWith('Bearer ') === true;
