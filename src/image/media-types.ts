@@ -51,7 +51,10 @@ export function isSchema1(mediaType: string | undefined): boolean {
  * OCI's non-distributable ones): fetched from the descriptor's `urls`.
  */
 export function isForeignLayer(mediaType: string): boolean {
-  return mediaType === MediaType.dockerForeignLayerGzip || mediaType.startsWith('application/vnd.oci.image.layer.nondistributable.');
+  return (
+    mediaType === MediaType.dockerForeignLayerGzip ||
+    mediaType.startsWith('application/vnd.oci.image.layer.nondistributable.')
+  );
 }
 
 /** How a layer blob is compressed, or undefined when the media type is not a layer. */

@@ -50,7 +50,9 @@ export function parsePlatform(s: string): Platform | undefined {
   const [os, arch, given] = parts as [string, string, string?];
   const [architecture, implied] = archAliases[arch] ?? [arch];
   let variant = given ?? implied;
-  if ((architecture === 'arm64' && variant === 'v8') || (architecture === 'amd64' && variant === 'v1')) variant = undefined;
+  const isDefault =
+    (architecture === 'arm64' && variant === 'v8') || (architecture === 'amd64' && variant === 'v1');
+  if (isDefault) variant = undefined;
   const p: Platform = { os, architecture };
   if (variant !== undefined) p.variant = variant;
   return p;

@@ -478,6 +478,10 @@ async function startOf(partial: string, size: number): Promise<number> {
   return 0;
 }
 
+// Resumes of one download, in all: a server that drops every connection
+// after a few bytes still ends the pull.
+const maxResumes = 20;
+
 /**
  * The bytes of one blob, as an async iterable: first what `partial` holds
  * from an earlier attempt, then the registry's body from that offset on,
@@ -485,7 +489,7 @@ async function startOf(partial: string, size: number): Promise<number> {
  * mid-body, the rest is asked for again with a Range request; a server
  * that ignores Range and sends the whole blob has the part already held
  * skipped, never appended twice. Gives up after three attempts in a row
- * that bring no new byte.
+ * that bring no new byte, or after 20 resumes in all.
  */
 function resumableDownload(
   source: BlobSource,
@@ -510,7 +514,7 @@ function resumableDownload(
       if (offset === layer.size) return;
       const fh = await open(partial, 'a', 0o644);
       try {
-        for (let fruitless = 0; ; ) {
+        for (let fruitless = 0, resumes = 0; ; resumes++) {
           let opened: OpenedBlob;
           try {
             opened = await source.open(layer, offset);
@@ -550,7 +554,7 @@ function resumableDownload(
               throw err;
             }
             fruitless = offset > before ? 0 : fruitless + 1;
-            if (fruitless >= 3) {
+            if (fruitless >= 3 || resumes >= maxResumes) {
               state.onInterrupted();
               throw err;
             }
@@ -559,7 +563,10 @@ function resumableDownload(
               `layer ${layer.digest}: ${connectionError(source.name, err).message.replace(/^connect to /, '')} ` +
                 `at byte ${offset} of ${layer.size}, resuming in ${formatDelay(wait)}`,
             );
-            await sleep(wait, undefined, { signal: options.signal });
+            await sleep(wait, undefined, { signal: options.signal }).catch((abort: unknown) => {
+              state.onInterrupted();
+              throw abort;
+            });
           }
         }
       } finally {

@@ -9,8 +9,10 @@
  *   <name>.key         its private key (a .cert without its .key, or the
  *                      reverse, is an error, as in Docker)
  *
- * The system's trust is Node's bundled roots plus the distribution's CA
- * bundle file (Debian: /etc/ssl/certs/ca-certificates.crt) when readable.
+ * The system's trust, for every https host, is Node's bundled roots plus
+ * the distribution's CA bundle file (Debian:
+ * /etc/ssl/certs/ca-certificates.crt, where update-ca-certificates puts a
+ * machine's own CAs) when readable.
  */
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -37,7 +39,7 @@ export interface HostTLS {
 export class CertsDir {
   readonly root: string;
   readonly #systemCAFile: string;
-  readonly #cache = new Map<string, HostTLS | undefined>();
+  readonly #cache = new Map<string, HostTLS>();
   #systemCAs?: string[];
 
   constructor(root = defaultCertsDir, systemCAFile = defaultSystemCAFile) {
@@ -51,32 +53,36 @@ export class CertsDir {
   }
 
   /**
-   * Returns the TLS options for host: the system's CAs plus the host's own,
-   * and its client certificate. undefined when certs.d has nothing for host
-   * (Node's defaults then apply). Throws MinidockError (ERR_CERTS) for an
-   * unreadable file or a certificate without its key.
+   * Returns the TLS options for host: the system's CAs plus the host's own
+   * from certs.d, and its client certificate if there is one. Throws
+   * MinidockError (ERR_CERTS) for an unreadable file or a certificate
+   * without its key.
    */
-  forHost(host: string): HostTLS | undefined {
-    if (this.#cache.has(host)) return this.#cache.get(host);
+  forHost(host: string): HostTLS {
+    const cached = this.#cache.get(host);
+    if (cached !== undefined) return cached;
     const dir = this.#dirOf(host);
-    let tls: HostTLS | undefined;
+    let tls: HostTLS = { ca: this.#system() };
     if (dir !== undefined) {
       const names = readdirSync(dir).sort();
       const read = (name: string): string => {
         try {
           return readFileSync(join(dir, name), 'utf8');
         } catch (err) {
-          throw new MinidockError('ERR_CERTS', `read ${JSON.stringify(join(dir, name))}: ${(err as Error).message}`);
+          const path = JSON.stringify(join(dir, name));
+          throw new MinidockError('ERR_CERTS', `read ${path}: ${(err as Error).message}`);
         }
       };
       tls = { ca: [...this.#system(), ...names.filter((n) => n.endsWith('.crt')).map(read)] };
       for (const name of names.filter((n) => n.endsWith('.cert'))) {
         const keyName = `${name.slice(0, -'.cert'.length)}.key`;
         if (!names.includes(keyName)) {
-          throw new MinidockError('ERR_CERTS', `client certificate ${JSON.stringify(join(dir, name))} has no key ${keyName}`);
+          const path = JSON.stringify(join(dir, name));
+          throw new MinidockError('ERR_CERTS', `client certificate ${path} has no key ${keyName}`);
         }
         if (tls.cert !== undefined) {
-          throw new MinidockError('ERR_CERTS', `${JSON.stringify(dir)} holds more than one client certificate`);
+          const path = JSON.stringify(dir);
+          throw new MinidockError('ERR_CERTS', `${path} holds more than one client certificate`);
         }
         tls.cert = read(name);
         tls.key = read(keyName);
@@ -84,7 +90,8 @@ export class CertsDir {
       for (const name of names.filter((n) => n.endsWith('.key'))) {
         const certName = `${name.slice(0, -'.key'.length)}.cert`;
         if (!names.includes(certName)) {
-          throw new MinidockError('ERR_CERTS', `key ${JSON.stringify(join(dir, name))} has no client certificate ${certName}`);
+          const path = JSON.stringify(join(dir, name));
+          throw new MinidockError('ERR_CERTS', `key ${path} has no client certificate ${certName}`);
         }
       }
     }

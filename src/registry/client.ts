@@ -5,7 +5,6 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { Readable } from 'node:stream';
-import { rootCertificates } from 'node:tls';
 import { Agent, Pool } from 'undici';
 import { algorithmOf, parseDigest, type Digest } from '../digest.js';
 import { DigestMismatchError, MinidockError, NotFoundError, RegistryError, messageOf } from '../errors.js';
@@ -61,7 +60,7 @@ export interface RegistryClientOptions {
    * loopback registry with an entry there is spoken to over https.
    */
   certsDir?: string;
-  /** The system CA bundle added to a certs.d host's trust; default Debian's. */
+  /** The system CA bundle trusted for every https host, beside Node's roots; default Debian's. */
   systemCAFile?: string;
   /**
    * Mirrors of docker.io, as URLs ("https://mirror.example"), tried in
@@ -69,7 +68,10 @@ export interface RegistryClientOptions {
    * for a mirror are looked up under the mirror's own host.
    */
   mirrors?: string[];
-  /** Where docker.io is reached; default https://registry-1.docker.io. Tests point it at a local server. */
+  /**
+   * Where docker.io is reached; default https://registry-1.docker.io.
+   * Tests point it at a local server.
+   */
   hubOrigin?: string;
   /**
    * A PEM file of CAs trusted besides Node's own, as NODE_EXTRA_CA_CERTS
@@ -96,8 +98,12 @@ function parseOrigin(value: string, what: string): URL {
       hint: 'give it as https://host[:port]',
     });
   }
-  if ((url.protocol !== 'https:' && url.protocol !== 'http:') || (url.pathname !== '/' && url.pathname !== '') || url.search !== '' || url.username !== '') {
-    throw new MinidockError('ERR_CONFIG', `${what} ${JSON.stringify(value)}: want http(s)://host[:port] and nothing more`);
+  const http = url.protocol === 'https:' || url.protocol === 'http:';
+  if (!http || url.pathname !== '/' || url.search !== '' || url.username !== '') {
+    throw new MinidockError(
+      'ERR_CONFIG',
+      `${what} ${JSON.stringify(value)}: want http(s)://host[:port] and nothing more`,
+    );
   }
   return new URL(url.origin);
 }
@@ -210,12 +216,12 @@ export class RegistryClient {
       connections: 8,
       headersTimeout: 60_000,
       bodyTimeout: 60_000,
-      // One pool per origin; https origins get the extra CAs, and those with
-      // a certs.d entry its CAs and client certificate too.
+      // One pool per origin; https origins trust the system's CAs and the
+      // extra CAs, and get their certs.d entry's CAs and client certificate.
       factory: (origin, opts) => {
         const url = new URL(String(origin));
-        const tls = url.protocol === 'https:' ? this.#tlsFor(url.host, extraCas) : undefined;
-        return new Pool(url, tls === undefined ? opts : { ...opts, connect: { ...tls } });
+        if (url.protocol !== 'https:') return new Pool(url, opts);
+        return new Pool(url, { ...opts, connect: { ...this.#tlsFor(url.host, extraCas) } });
       },
     });
     this.#transport = new Transport(this.#agent, this.#logger, options.retry);
@@ -240,7 +246,12 @@ export class RegistryClient {
     return this.#viaMirrors(ref, opts.signal, (e) => this.#fetchManifest(e, ref, tagOrDigest, opts));
   }
 
-  async #fetchManifest(e: Endpoint, ref: Reference, tagOrDigest: string, opts: RequestOptions): Promise<FetchedManifest> {
+  async #fetchManifest(
+    e: Endpoint,
+    ref: Reference,
+    tagOrDigest: string,
+    opts: RequestOptions,
+  ): Promise<FetchedManifest> {
     const what = display(ref, tagOrDigest);
     const expected = isDigestString(tagOrDigest) ? parseDigest(tagOrDigest) : undefined;
     const path = `/v2/${ref.repository}/manifests/${expected ?? encodeURIComponent(tagOrDigest)}`;
@@ -342,7 +353,12 @@ export class RegistryClient {
     return this.#viaMirrors(ref, opts.signal, (e) => this.#fetchSmallBlob(e, ref, d, opts));
   }
 
-  async #fetchSmallBlob(e: Endpoint, ref: Reference, d: Descriptor, opts: RequestOptions): Promise<Buffer> {
+  async #fetchSmallBlob(
+    e: Endpoint,
+    ref: Reference,
+    d: Descriptor,
+    opts: RequestOptions,
+  ): Promise<Buffer> {
     const what = `blob ${d.digest}`;
     if (d.size > smallBodyLimit) {
       throw new MinidockError('ERR_TOO_LARGE', `fetch ${what}: ${d.size} bytes is over the 4 MiB limit for configs`);
@@ -369,11 +385,15 @@ export class RegistryClient {
     d: Descriptor,
     opts: { offset?: number; signal?: AbortSignal } = {},
   ): Promise<OpenedBlob> {
+    // A foreign layer comes from its own urls, whichever endpoint serves the rest.
+    if (isForeignLayer(d.mediaType) && (d.urls?.length ?? 0) > 0) {
+      return this.#openBlob(undefined, ref, d, opts);
+    }
     return this.#viaMirrors(ref, opts.signal, (e) => this.#openBlob(e, ref, d, opts));
   }
 
   async #openBlob(
-    e: Endpoint,
+    e: Endpoint | undefined,
     ref: Reference,
     d: Descriptor,
     opts: { offset?: number; signal?: AbortSignal },
@@ -386,7 +406,7 @@ export class RegistryClient {
     if (offset > 0) headers.range = `bytes=${offset}-`;
 
     const { res, url } =
-      isForeignLayer(d.mediaType) && (d.urls?.length ?? 0) > 0
+      e === undefined
         ? await this.#getForeign(d, headers, opts.signal)
         : await this.#get(e, ref, `/v2/${ref.repository}/blobs/${d.digest}`, headers, opts.signal);
     const length = Number(headerOf(res, 'content-length'));
@@ -498,15 +518,10 @@ export class RegistryClient {
     throw await responseError('GET', url, res);
   }
 
-  /**
-   * TLS options for an https host: its certs.d entry (which trusts the
-   * system's CAs too), else Node's CAs; either with the extra CAs added.
-   * Undefined means Node's defaults.
-   */
-  #tlsFor(host: string, extraCas: string | undefined): HostTLS | undefined {
+  /** TLS options for an https host: its certs.d trust (system CAs included) and the extra CAs. */
+  #tlsFor(host: string, extraCas: string | undefined): HostTLS {
     const tls = this.#certs.forHost(host);
-    if (extraCas === undefined) return tls;
-    return { ...tls, ca: [...(tls?.ca ?? rootCertificates), extraCas] };
+    return extraCas === undefined ? tls : { ...tls, ca: [...tls.ca, extraCas] };
   }
 
   /** Closes every connection and forgets cached tokens. The client is unusable afterwards. */
@@ -524,8 +539,10 @@ export class RegistryClient {
     const host = registry;
     // certs.d is read here, so that a broken entry is its own error and
     // not a failed connection.
-    const tls = this.#certs.has(host) && this.#certs.forHost(host) !== undefined;
-    return new URL(`${this.#allowsPlainHttp(registry) && !tls ? 'http' : 'https'}://${host}`);
+    const tls = this.#certs.has(host);
+    const origin = new URL(`${this.#allowsPlainHttp(registry) && !tls ? 'http' : 'https'}://${host}`);
+    if (origin.protocol === 'https:') this.#certs.forHost(origin.host);
+    return origin;
   }
 
   #withAuthHint(err: RegistryError): RegistryError {
@@ -627,7 +644,12 @@ export class RegistryClient {
         url,
         headers,
         signal,
-        peer: o.registry === undefined ? `host ${url.host}` : url.origin === base.origin ? `registry ${registry}` : `blob storage ${url.host}`,
+        peer:
+          o.registry === undefined
+            ? `host ${url.host}`
+            : url.origin === base.origin
+              ? `registry ${registry}`
+              : `blob storage ${url.host}`,
       });
 
       const bearerSent = authorization?.startsWith('Bearer ') === true;

@@ -116,6 +116,7 @@ describe('pulling foreign layers (mock registry and a mock foreign host)', { ski
   let busybox: { manifest: ImageManifest; config: Buffer; layer: Buffer; diffID: Digest };
   let registry: MockServer;
   let foreign: MockServer;
+  let elsewhere: MockServer;
   let manifest: Buffer;
   const want = `Basic ${Buffer.from('user:secret').toString('base64')}`;
   const roots: string[] = [];
@@ -127,8 +128,10 @@ describe('pulling foreign layers (mock registry and a mock foreign host)', { ski
     const layer = await readLayoutBlob(layout, m.layers[0]!.digest);
     busybox = { manifest: m, config, layer, diffID: JSON.parse(config.toString()).rootfs.diff_ids[0] };
     // The foreign host is another loopback address: a different host.
+    elsewhere = await startMock((req, res) => res.end(layer), '127.0.0.3');
     foreign = await startMock((req, res) => {
       if (req.url === `/layers/${hexOf(m.layers[0]!.digest)}`) res.end(layer);
+      else if (req.url === '/away') res.writeHead(302, { location: `${elsewhere.origin}/layer` }).end();
       else res.writeHead(404).end();
     }, '127.0.0.2');
     // The registry wants Basic credentials for everything and holds no
@@ -149,6 +152,7 @@ describe('pulling foreign layers (mock registry and a mock foreign host)', { ski
   after(async () => {
     await registry?.close();
     await foreign?.close();
+    await elsewhere?.close();
     for (const r of roots) await rm(r, { recursive: true, force: true });
   });
 
@@ -178,6 +182,15 @@ describe('pulling foreign layers (mock registry and a mock foreign host)', { ski
     assert.equal(foreign.requests.length, 1);
     assert.equal(foreign.requests[0]!.headers.authorization, undefined);
     assert.equal(registry.requestsTo(`/v2/app/foreign/blobs/${busybox.manifest.layers[0]!.digest}`).length, 0);
+  });
+
+  test('does not follow a foreign url\'s redirect to a host the urls do not name', async () => {
+    await assert.rejects(pull('app/away', [`${foreign.origin}/away`]), (err: unknown) => {
+      assert.ok(err instanceof MinidockError, String(err));
+      assert.match(err.message, /refusing to leave the layer's hosts for 127\.0\.0\.3:\d+/);
+      return true;
+    });
+    assert.equal(elsewhere.requests.length, 0);
   });
 
   test('tries the urls in order and fails without falling back to the registry', async () => {

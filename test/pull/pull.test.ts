@@ -49,7 +49,8 @@ async function makeImage(files: Record<string, string>, opts: { diffID?: Digest 
 // reset-once: the first answer is cut after half; later ones honour Range.
 // reset-ignore-range: the first answer is cut after half; later ones send
 // the whole body with 200, whatever Range asked for.
-type BlobMode = 'ok' | 'too-long' | 'endless' | 'cut' | 'reset-once' | 'reset-ignore-range';
+// dribble: every answer honours Range but is cut after 100 bytes.
+type BlobMode = 'ok' | 'too-long' | 'endless' | 'cut' | 'reset-once' | 'reset-ignore-range' | 'dribble';
 
 describe('pullImage against a hostile registry (mock)', { skip }, () => {
   const images = new Map<string, Image>();
@@ -97,7 +98,15 @@ describe('pullImage against a hostile registry (mock)', { skip }, () => {
       } else {
         const first = mock.requestsTo(req.url!).length === 1;
         const range = /^bytes=(\d+)-$/.exec(req.headers.range ?? '');
-        if (mode === 'reset-once' && !first && range) {
+        if (mode === 'dribble') {
+          const start = Number(range?.[1] ?? 0);
+          res.writeHead(range ? 206 : 200, {
+            ...(range ? { 'Content-Range': `bytes ${start}-${blob.length - 1}/${blob.length}` } : {}),
+            'Content-Length': String(blob.length - start),
+          });
+          res.write(blob.subarray(start, start + 100));
+          setTimeout(() => res.destroy(), 20);
+        } else if (mode === 'reset-once' && !first && range) {
           const start = Number(range[1]);
           res.writeHead(206, {
             'Content-Range': `bytes ${start}-${blob.length - 1}/${blob.length}`,
@@ -225,6 +234,26 @@ describe('pullImage against a hostile registry (mock)', { skip }, () => {
       }
     });
   }
+
+  test('stops resuming after 20 resumes, however much each brought', async () => {
+    const { randomBytes } = await import('node:crypto');
+    const image = await makeImage({ 'noise.bin': randomBytes(8192).toString('latin1') });
+    const layer = digestOf(image.layer);
+    images.set('dribble/app', image);
+    modes.set('dribble/app', 'dribble');
+    const store = await freshStore();
+    try {
+      await assert.rejects(pullImage(store, parseReference(`${mock.host}/dribble/app:latest`), fastRetry), MinidockError);
+      const ranges = mock.requestsTo(`/v2/dribble/app/blobs/${layer}`).map((r) => r.headers.range);
+      assert.equal(ranges.length, 21);
+      assert.deepEqual(ranges.slice(0, 3), [undefined, 'bytes=100-', 'bytes=200-']);
+      // What came is kept for the next pull.
+      const partial = await readFile(store.path('tmp', `partial-sha256-${layer.slice(7)}`));
+      assert.deepEqual(partial, image.layer.subarray(0, 2100));
+    } finally {
+      await rm(root, { recursive: true, force: true });
+    }
+  });
 
   test('throws away a partial download that does not verify and fetches the blob again', async () => {
     const image = await makeImage({ 'f.txt': 'z'.repeat(32 * 1024) });

@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -76,8 +76,18 @@ describe('CertsDir', { skip: noOpenssl }, () => {
     assert.match(tls.ca.at(-1)!, /BEGIN CERTIFICATE/);
     assert.match(tls.cert ?? '', /BEGIN CERTIFICATE/);
     assert.match(tls.key ?? '', /PRIVATE KEY/);
-    assert.equal(certs.forHost('other.example'), undefined);
     assert.equal(certs.has('registry.example:5000'), false);
+    // A host without an entry gets the system's CAs alone.
+    const other = certs.forHost('other.example');
+    assert.equal(other.ca.length, tls.ca.length - 1);
+    assert.equal(other.cert, undefined);
+  });
+
+  test('trusts the system CA bundle for every host', async () => {
+    const certs = new CertsDir(join(dir, 'empty'), join(dir, 'ca.crt'));
+    const ca = certs.forHost('any.example').ca;
+    assert.equal(ca.at(-1), await readFile(join(dir, 'ca.crt'), 'utf8'));
+    assert.ok(ca.length > 100, "Node's roots come first");
   });
 
   test('refuses a client certificate without its key, and a key without its certificate', async () => {
@@ -155,6 +165,15 @@ describe('pull from a registry serving TLS with client certificates (certs.d)', 
       assert.match(err.hint ?? '', new RegExp(`certs\\.d/${registry.host}/`));
       return true;
     });
+  });
+
+  test('trusts a CA from the system bundle, with only the client certificate in certs.d', async () => {
+    const certs = await certsDir('system-ca', { 'client.cert': 'client.crt', 'client.key': 'client.key' });
+    const root = freshRoot();
+    const result = await pullImage(await Store.open(root), parseReference(`${registry.host}/library/busybox:latest`), {
+      registry: { certsDir: certs, systemCAFile: join(dir, 'ca.crt'), retry: { tries: 1 } },
+    });
+    assert.equal(result.record.layers.length, 1);
   });
 
   test('is refused by the registry without a client certificate', async () => {
