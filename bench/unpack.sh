@@ -4,7 +4,7 @@
 # overlay format), `umoci unpack` (Debian's umoci: digests checked, layers
 # applied to one rootfs, plus its mtree manifest) and `tar -xzf` of each
 # layer blob into one directory (GNU tar: no checks, no whiteouts). Wall
-# time (hyperfine), CPU time and peak memory (GNU time) of each.
+# time, CPU time and peak memory (GNU time) of each.
 #
 #   bash bench/unpack.sh [LAYOUT:TAG]
 #   bash bench/unpack.sh --layout-only DIR
@@ -17,15 +17,15 @@
 # builds that stand-in at DIR (tag "real") and stops, for the slow
 # comparison (README, "Slow checks").
 #
-# Run as root after `npm run build`; needs umoci, hyperfine and GNU time
-# (apt-get install umoci hyperfine time). Prints markdown; the results of
+# Run as root after `npm run build`; needs umoci and GNU time (apt-get
+# install umoci time). RUNS=N sets the rounds (default 5). Prints markdown; the results of
 # a run are kept in docs/benchmarks.md. Nothing leaves the machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${RUNS:-5}
 
-for tool in hyperfine /usr/bin/time umoci tar; do
-  command -v "$tool" >/dev/null || { echo "bench: $tool is missing (apt-get install umoci hyperfine time)" >&2; exit 1; }
+for tool in /usr/bin/time umoci tar; do
+  command -v "$tool" >/dev/null || { echo "bench: $tool is missing (apt-get install umoci time)" >&2; exit 1; }
 done
 [ -f dist/bench/unpack-layout.js ] || { echo "bench: run npm run build first" >&2; exit 1; }
 
@@ -84,7 +84,7 @@ blobs=$(node -e '
   console.log(manifest.layers.map((l) => blob(l.digest)).join(" "));
 ' "$layout" "$tag")
 size=$(du -cb $blobs | tail -n 1 | cut -f 1)
-entries=$(for b in $blobs; do tar -tzf "$b"; done | wc -l)
+entries=$(for b in $blobs; do tar -tzf "$b" 2>/dev/null; done | wc -l)
 
 md="node dist/bench/unpack-layout.js $image $w/out"
 um="umoci unpack --image $image $w/out"
@@ -92,27 +92,34 @@ tx="mkdir $w/out && for b in $blobs; do tar -xzf \$b -C $w/out; done"
 
 echo "## Unpacking $(basename "$layout"):$tag ($((size / 1000000)) MB compressed, $entries entries, $(echo $blobs | wc -w) layers)"
 echo
-hyperfine --warmup 1 --runs "$runs" --style basic --export-markdown "$w/unpack.md" --export-json "$w/unpack.json" \
-  --prepare "$aside" -n "minidock (unpack-layout)" "$md" \
-  --prepare "$aside" -n "umoci unpack" "$um" \
-  --prepare "$aside" -n "tar -xzf" "$tx" >&2
-cat "$w/unpack.md"
-echo
-
-echo "| command | user CPU [s] | system CPU [s] | peak RSS [MB] |"
-echo "|:---|---:|---:|---:|"
-peak() {
-  eval "$aside"
-  /usr/bin/time -f %M sh -c "$1" 2>&1 >/dev/null | tail -n 1
-}
-node -e '
-  const r = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8")).results;
-  for (const x of r) console.log(`${x.command}\t${x.user.toFixed(2)}\t${x.system.toFixed(2)}`);
-' "$w/unpack.json" >"$w/cpu.tsv"
-i=0
-for cmd in "$md" "$um" "$tx"; do
-  i=$((i + 1))
-  IFS=$'\t' read -r name user system < <(sed -n "${i}p" "$w/cpu.tsv")
-  kb=$(peak "$cmd")
-  echo "| $name | $user | $system | $((kb / 1024)) |"
+# Rounds of one run per tool, so that a change in the disk's state (other
+# load, writeback) falls on every tool alike; before each run the last
+# output is moved aside and written out (sync), outside the timing.
+names=("minidock (unpack-layout)" "umoci unpack" "tar -xzf")
+cmds=("$md" "$um" "$tx")
+for round in $(seq 0 "$runs"); do
+  for i in 0 1 2; do
+    eval "$aside"
+    sync
+    /usr/bin/time -f "%e %U %S %M" -o "$w/time" sh -c "${cmds[$i]}" >/dev/null 2>"$w/stderr" \
+      || { cat "$w/stderr" >&2; exit 1; }
+    # Round 0 warms the page cache and is not counted.
+    [ "$round" -gt 0 ] && tail -n 1 "$w/time" >>"$w/times-$i"
+  done
+  echo "round $round of $runs done" >&2
 done
+
+echo "| command | wall median [s] | wall min–max [s] | user CPU [s] | system CPU [s] | peak RSS [MB] |"
+echo "|:---|---:|---:|---:|---:|---:|"
+for i in 0 1 2; do
+  node -e '
+    const rows = require("fs").readFileSync(process.argv[1], "utf8").trim().split("\n").map((l) => l.split(" ").map(Number));
+    const col = (k) => rows.map((r) => r[k]).sort((a, b) => a - b);
+    const median = (xs) => (xs.length % 2 ? xs[(xs.length - 1) / 2] : (xs[xs.length / 2 - 1] + xs[xs.length / 2]) / 2);
+    const wall = col(0);
+    console.log(`| ${process.argv[2]} | ${median(wall).toFixed(2)} | ${wall[0].toFixed(2)}–${wall[wall.length - 1].toFixed(2)} | ` +
+      `${median(col(1)).toFixed(2)} | ${median(col(2)).toFixed(2)} | ${Math.round(Math.max(...col(3)) / 1024)} |`);
+  ' "$w/times-$i" "${names[$i]}"
+done
+echo
+echo "$runs rounds; medians of each; peak RSS is the largest of the runs (for tar, of tar or gzip)."

@@ -21,6 +21,7 @@ const maxMetaSize = 4 * 1024 * 1024;
 
 const typePax = 0x78; // 'x'
 const typeOldSparse = 0x53; // 'S'
+const maxExtBlocks = 2048;
 const typeGlobal = 0x67; // 'g'
 const metaTypes = new Set([typePax, typeGlobal, 0x4c /* L */, 0x4b /* K */, 0x4e /* N */]);
 
@@ -144,7 +145,7 @@ export class PaxTap extends Transform {
   #offset = 0; // bytes seen so far
   #removed = 0; // bytes of them not passed on (sparse extension blocks)
   // An old GNU sparse entry whose extension blocks are being read.
-  #ext?: { entry: TappedEntry; dataSize: number };
+  #ext?: { entry: TappedEntry; dataSize: number; blocks: number };
   #extBlock = Buffer.alloc(512);
   #extFill = 0;
   #header = Buffer.alloc(512);
@@ -276,8 +277,12 @@ export class PaxTap extends Transform {
     return pos;
   }
 
-  #onExtBlock(ext: { entry: TappedEntry; dataSize: number }): void {
+  #onExtBlock(ext: { entry: TappedEntry; dataSize: number; blocks: number }): void {
     const block = this.#extBlock;
+    // As for PAX 1.0 maps (see sparse.ts): at most 1 MiB of map.
+    if (++ext.blocks > maxExtBlocks) {
+      throw new MinidockError('ERR_BAD_LAYER', 'read layer tar: a GNU sparse map larger than 1 MiB');
+    }
     // 21 entries of 24 bytes, then the "isextended" flag.
     readSparseEntries(block, 0, 21, ext.entry.sparse!.segments);
     if (block[504] === 0) {
@@ -357,7 +362,7 @@ export class PaxTap extends Transform {
       entry.sparse = { segments: [], realSize: headerNumber(block, 483, 12) };
       readSparseEntries(block, 386, 4, entry.sparse.segments);
       if (block[482] !== 0) {
-        this.#ext = { entry, dataSize };
+        this.#ext = { entry, dataSize, blocks: 0 };
         this.#skip = 0;
       }
     }

@@ -134,11 +134,16 @@ export function paxRecord(key: string, value: Buffer): Buffer {
 function withTypeflag(bytes: Buffer, typeflag: string): Buffer {
   const out = Buffer.from(bytes);
   out[156] = typeflag.charCodeAt(0);
-  out.fill(0x20, 148, 156);
-  let sum = 0;
-  for (let i = 0; i < 512; i++) sum += out[i];
-  out.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148, 'latin1');
+  setChecksum(out);
   return out;
+}
+
+/** Recomputes the checksum of the header block at the start of bytes, in place. */
+export function setChecksum(bytes: Buffer): void {
+  bytes.fill(0x20, 148, 156);
+  let sum = 0;
+  for (let i = 0; i < 512; i++) sum += bytes[i];
+  bytes.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148, 'latin1');
 }
 
 /** PAX records of a GNU sparse 1.0 entry named name, realSize bytes long. */

@@ -10,7 +10,7 @@ import { MinidockError, NotImplementedError, UnsafePathError } from '../../src/e
 import type { Logger } from '../../src/log.js';
 import { lgetxattr, llistxattr, splitDev } from '../../src/sys/index.js';
 import { applyLayer } from '../../src/unpack/index.js';
-import { makeTar, sparse10, type TarEntry } from '../helpers/make-tar.js';
+import { makeTar, setChecksum, sparse10, type TarEntry } from '../helpers/make-tar.js';
 
 const isRoot = process.getuid?.() === 0;
 const needRoot = isRoot ? false : 'needs root (chown, mknod, trusted.* xattrs)';
@@ -439,7 +439,10 @@ describe('applyLayer', { skip: needRoot }, () => {
       });
       assert.equal(tarred.status, 0, tarred.stderr.toString());
       const { layer } = newCase();
-      await applyLayer(Readable.from([tarred.stdout]), layer);
+      // In awkward pieces, so headers and extension blocks straddle them.
+      const pieces: Buffer[] = [];
+      for (let i = 0; i < tarred.stdout.length; i += 333) pieces.push(tarred.stdout.subarray(i, i + 333));
+      await applyLayer(Readable.from(pieces), layer);
 
       assert.deepEqual(fs.readdirSync(layer).sort(), ['empty', 'few', 'many'], format.join(' '));
       for (const [name, bytes] of want) {
@@ -493,6 +496,24 @@ describe('applyLayer', { skip: needRoot }, () => {
         return true;
       });
     }
+  });
+
+  it('refuses an old GNU sparse map of more than 1 MiB', async () => {
+    const { layer } = newCase();
+    const tar = await makeTar([{ name: 'sparse', typeflag: 'S' }]);
+    // The header says extension blocks follow; each says another does.
+    tar[482] = 1;
+    setChecksum(tar);
+    const ext = Buffer.alloc(512);
+    ext[504] = 1;
+    const blocks = Array.from({ length: 3000 }, () => ext);
+    const input = Buffer.concat([tar.subarray(0, 512), ...blocks, Buffer.alloc(1024)]);
+    await assert.rejects(applyLayer(Readable.from([input]), layer), (err: unknown) => {
+      assert.ok(err instanceof MinidockError);
+      assert.equal((err as MinidockError).code, 'ERR_BAD_LAYER');
+      assert.match((err as Error).message, /a GNU sparse map larger than 1 MiB/);
+      return true;
+    });
   });
 
   it('refuses GNU-only entry types it cannot apply with NotImplementedError', async () => {
