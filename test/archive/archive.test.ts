@@ -226,6 +226,18 @@ describe('minidock save and load', { skip }, () => {
     await assertLayersComplete(root);
   });
 
+  test('an image saved by id or digest is saved untagged and loads as an image id, as Docker does', async () => {
+    const out = join(work, 'by-id.tar');
+    assert.equal((await cli(['save', '-o', out, busyboxId])).code, 0);
+    const manifest = JSON.parse((await run('tar', ['-xOf', out, 'manifest.json'])).stdout) as { RepoTags: string[] }[];
+    assert.deepEqual(manifest.map((m) => m.RepoTags), [[]]);
+    const root = await freshStore();
+    const loaded = await cli(['load', '-i', out], root);
+    assert.equal(loaded.code, 0, loaded.stderr);
+    assert.equal(loaded.stdout, `Loaded image ID: ${busyboxId}\n`);
+    assert.match((await cli(['images'], root)).stdout, /^<none>\s+<none>\s+[0-9a-f]{12}\s/m);
+  });
+
   test('load refuses what is not an image archive, in one line', async () => {
     await writeFile(join(work, 'notes.txt'), 'not an image\n');
     const junk = join(work, 'junk.tar');

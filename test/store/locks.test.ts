@@ -40,6 +40,27 @@ async function holder(root: string, name: string, shared: boolean): Promise<Chil
 const exited = (child: ChildProcessWithoutNullStreams) =>
   child.exitCode !== null || child.signalCode !== null ? Promise.resolve() : new Promise((resolve) => child.once('exit', resolve));
 
+/**
+ * Asserts that take(enter) calls enter only after the holder child
+ * released its lock (which it does when its stdin closes).
+ */
+async function assertWaitsFor(
+  child: ChildProcessWithoutNullStreams,
+  take: (enter: () => Promise<void>) => Promise<void>,
+): Promise<void> {
+  const events: string[] = [];
+  const taking = take(async () => {
+    events.push('entered');
+  });
+  // Give the waiter time to try a few times (it polls every few ms).
+  await sleep(300);
+  events.push('released');
+  child.stdin.end();
+  await taking;
+  await exited(child);
+  assert.deepEqual(events, ['released', 'entered']);
+}
+
 describe('store locks between processes', () => {
   let root: string;
   let store: Store;
@@ -63,33 +84,14 @@ describe('store locks between processes', () => {
 
   test('an exclusive holder keeps a second taker out until it releases', async () => {
     const child = await holder(root, 'layer-x', false);
-    const events: string[] = [];
-    const taking = withLock(store, 'layer-x', async () => {
-      events.push('entered');
-    });
-    // Give the waiter time to try a few times (it polls every few ms).
-    await sleep(300);
-    events.push('released');
-    child.stdin.end();
-    await taking;
-    await exited(child);
-    assert.deepEqual(events, ['released', 'entered']);
+    await assertWaitsFor(child, (enter) => withLock(store, 'layer-x', enter));
   });
 
   test('shared holders hold together; an exclusive taker waits for all of them', async () => {
     const child = await holder(root, 'content', true);
     // A second shared holder gets in while the first holds.
     assert.equal(await withLock(store, 'content', async () => 'with it', { shared: true }), 'with it');
-    const events: string[] = [];
-    const exclusive = withLock(store, 'content', async () => {
-      events.push('exclusive');
-    });
-    await sleep(300);
-    events.push('released');
-    child.stdin.end();
-    await exclusive;
-    await exited(child);
-    assert.deepEqual(events, ['released', 'exclusive']);
+    await assertWaitsFor(child, (enter) => withLock(store, 'content', enter));
   });
 
   test('discard removes the lock file with its subject', async () => {

@@ -10,7 +10,11 @@ import { contentLock, lookupImage, readRepositories, withLock, type Store } from
 import type { SaveItem } from '../../archive/index.js';
 import type { Context } from '../context.js';
 
-/** The tags to save an image under: the one named, or every tag of an image named by id. */
+/**
+ * The images to save, each with the tags it is named by in the archive:
+ * the tag it was given by, none when it was given by id or digest (as
+ * Docker does).
+ */
 async function saveItems(store: Store, images: string[]): Promise<SaveItem[]> {
   const repos = await readRepositories(store);
   const items: SaveItem[] = [];
@@ -19,7 +23,7 @@ async function saveItems(store: Store, images: string[]): Promise<SaveItem[]> {
     if (!record) throw new NotFoundError(`no such image: ${image}`);
     const ref = /^(?:sha256:)?[0-9a-f]{12,64}$/.test(image) ? undefined : parseReference(image);
     const named = ref?.tag !== undefined ? `${ref.registry}/${ref.repository}:${ref.tag}` : undefined;
-    const tags = named !== undefined ? [named] : ref === undefined ? Object.keys(repos).filter((k) => repos[k] === record.id) : [];
+    const tags = named !== undefined && repos[named] === record.id ? [named] : [];
     const same = items.find((i) => i.record.id === record.id);
     if (same) same.tags = [...new Set([...same.tags, ...tags])];
     else items.push({ record, tags });
