@@ -81,7 +81,8 @@ export async function loadCommand(ctx: Context, flags: { input?: string; quiet?:
   const source = flags.input ?? 'stdin';
   if (flags.input !== undefined) {
     const st = await stat(flags.input).catch((err: NodeJS.ErrnoException) => {
-      throw new MinidockError('ERR_NOT_FOUND', `load ${JSON.stringify(flags.input)}: ${err.code === 'ENOENT' ? 'no such file or directory' : err.message}`);
+      const why = err.code === 'ENOENT' ? 'no such file or directory' : err.message;
+      throw new MinidockError('ERR_NOT_FOUND', `load ${JSON.stringify(flags.input)}: ${why}`);
     });
     input = st.isDirectory() ? flags.input : createReadStream(flags.input);
   }
