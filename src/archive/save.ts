@@ -113,22 +113,34 @@ export async function writeArchive(
   const sizes = await sizeBlobs(store, files, items);
   const { pack: makePack } = await import('tar-stream');
   const pack = makePack();
-  const done = pipeline(pack, out);
   const header = { mode: 0o644, mtime: new Date(0), uid: 0, gid: 0 };
   const add = (h: Partial<Header> & { name: string }, text = '') =>
     new Promise<void>((res, rej) => pack.entry({ ...header, ...h }, text, (err) => (err ? rej(err) : res())));
   const addText = (name: string, text: string) => add({ name }, text);
 
-  await addText('oci-layout', ociLayout);
-  for (const dir of ['blobs/', 'blobs/sha256/']) await add({ name: dir, type: 'directory', mode: 0o755 });
-  for (const d of files.blobs) {
-    const entry = pack.entry({ ...header, name: `blobs/sha256/${hexOf(d)}`, size: sizes.get(d)! });
-    await pipeline(createReadStream(blobPath(store, d)), entry);
+  const produce = async () => {
+    await addText('oci-layout', ociLayout);
+    for (const dir of ['blobs/', 'blobs/sha256/']) await add({ name: dir, type: 'directory', mode: 0o755 });
+    for (const d of files.blobs) {
+      const entry = pack.entry({ ...header, name: `blobs/sha256/${hexOf(d)}`, size: sizes.get(d)! });
+      await pipeline(createReadStream(blobPath(store, d)), entry);
+    }
+    await addText('index.json', files.index);
+    if (format === 'docker-archive') await addText('manifest.json', files.manifestJSON);
+    pack.finalize();
+  };
+  // Whichever side fails first (the output, or reading a blob) ends both.
+  const writing = pipeline(pack, out);
+  const producing = produce().catch((err: Error) => {
+    pack.destroy(err);
+    throw err;
+  });
+  producing.catch(() => {});
+  try {
+    await Promise.all([writing, producing]);
+  } catch (err) {
+    throw new MinidockError('ERR_SAVE', `save: write archive: ${(err as Error).message}`, { cause: err });
   }
-  await addText('index.json', files.index);
-  if (format === 'docker-archive') await addText('manifest.json', files.manifestJSON);
-  pack.finalize();
-  await done;
 }
 
 /**

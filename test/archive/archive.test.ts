@@ -286,6 +286,12 @@ describe('minidock save and load', { skip }, () => {
     const missing = await cli(['load', '-i', join(work, 'nope.tar')]);
     assert.equal(missing.code, 125);
     assert.match(missing.stderr, /^minidock: load ".*nope\.tar": no such file or directory\n$/);
+    const empty = await runCli(['load'], { root: await freshStore(), input: '' });
+    assert.equal(empty.code, 125);
+    assert.equal(empty.stderr, 'minidock: load stdin: the archive is empty\n');
+    const nowhere = await cli(['save', '-o', join(work, 'no', 'such', 'dir.tar'), s.busybox]);
+    assert.equal(nowhere.code, 125);
+    assert.equal(nowhere.stderr, `minidock: save to ${JSON.stringify(join(work, 'no', 'such', 'dir.tar'))}: its directory does not exist\n`);
     const unknown = await cli(['save', '-o', join(work, 'x.tar'), 'no-such-image:latest']);
     assert.equal(unknown.code, 125);
     assert.match(unknown.stderr, /^minidock: no such image: no-such-image:latest\n$/);

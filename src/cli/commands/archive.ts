@@ -1,9 +1,9 @@
 /**
  * `minidock save` and `minidock load`.
  */
-import { createReadStream, createWriteStream } from 'node:fs';
+import { createReadStream } from 'node:fs';
 import type { Readable } from 'node:stream';
-import { rename, stat, unlink } from 'node:fs/promises';
+import { open, rename, stat, unlink } from 'node:fs/promises';
 import { MinidockError, NotFoundError } from '../../errors.js';
 import { familiarName, parseReference } from '../../reference.js';
 import { contentLock, lookupImage, readRepositories, withLock, type Store } from '../../store/index.js';
@@ -57,8 +57,12 @@ export async function saveCommand(ctx: Context, images: string[], flags: { outpu
       if (flags.output === undefined) return writeArchive(store, items, format, process.stdout);
       // Written beside the target and renamed: a failed save leaves no half file.
       const tmp = `${flags.output}.tmp-${process.pid}`;
+      const fh = await open(tmp, 'w', 0o644).catch((err: NodeJS.ErrnoException) => {
+        const why = err.code === 'ENOENT' ? 'its directory does not exist' : err.message;
+        throw new MinidockError('ERR_SAVE', `save to ${JSON.stringify(flags.output)}: ${why}`);
+      });
       try {
-        await writeArchive(store, items, format, createWriteStream(tmp, { mode: 0o644 }));
+        await writeArchive(store, items, format, fh.createWriteStream());
         await rename(tmp, flags.output);
       } catch (err) {
         await unlink(tmp).catch(() => {});
