@@ -41,15 +41,17 @@ const exited = (child: ChildProcessWithoutNullStreams) =>
   child.exitCode !== null || child.signalCode !== null ? Promise.resolve() : new Promise((resolve) => child.once('exit', resolve));
 
 /**
- * Asserts that take(enter) calls enter only after the holder child
- * released its lock (which it does when its stdin closes).
+ * Asserts that taking lock `name` waits (and says so through onLockWait)
+ * until the holder child released it (which it does when its stdin closes).
  */
 async function assertWaitsFor(
+  store: Store,
+  name: string,
   child: ChildProcessWithoutNullStreams,
-  take: (enter: () => Promise<void>) => Promise<void>,
 ): Promise<void> {
   const events: string[] = [];
-  const taking = take(async () => {
+  store.onLockWait = (name) => events.push(`waiting for ${name}`);
+  const taking = withLock(store, name, async () => {
     events.push('entered');
   });
   // Give the waiter time to try a few times (it polls every few ms).
@@ -57,8 +59,9 @@ async function assertWaitsFor(
   events.push('released');
   child.stdin.end();
   await taking;
+  store.onLockWait = undefined;
   await exited(child);
-  assert.deepEqual(events, ['released', 'entered']);
+  assert.deepEqual(events, [`waiting for ${name}`, 'released', 'entered']);
 }
 
 describe('store locks between processes', () => {
@@ -78,20 +81,26 @@ describe('store locks between processes', () => {
     const child = await holder(root, 'metadata', false);
     child.kill('SIGKILL');
     await exited(child);
-    // With a lock left behind this would wait, and the test time out.
-    assert.equal(await withLock(store, 'metadata', async () => 'taken'), 'taken');
+    const waits: string[] = [];
+    store.onLockWait = (name) => waits.push(name);
+    try {
+      assert.equal(await withLock(store, 'metadata', async () => 'taken'), 'taken');
+    } finally {
+      store.onLockWait = undefined;
+    }
+    assert.deepEqual(waits, [], 'taken at the first attempt, without waiting');
   });
 
   test('an exclusive holder keeps a second taker out until it releases', async () => {
     const child = await holder(root, 'layer-x', false);
-    await assertWaitsFor(child, (enter) => withLock(store, 'layer-x', enter));
+    await assertWaitsFor(store, 'layer-x', child);
   });
 
   test('shared holders hold together; an exclusive taker waits for all of them', async () => {
     const child = await holder(root, 'content', true);
     // A second shared holder gets in while the first holds.
     assert.equal(await withLock(store, 'content', async () => 'with it', { shared: true }), 'with it');
-    await assertWaitsFor(child, (enter) => withLock(store, 'content', enter));
+    await assertWaitsFor(store, 'content', child);
   });
 
   test('discard removes the lock file with its subject', async () => {
