@@ -240,6 +240,18 @@ describe('minidock save and load', { skip }, () => {
     assert.match((await cli(['images'], root)).stdout, /^<none>\s+<none>\s+[0-9a-f]{12}\s/m);
   });
 
+  test('a multi-platform OCI layout loads the host platform\'s image, skipping the others and the attestation', async () => {
+    const root = await freshStore();
+    const loaded = await cli(['load', '-i', join(await fixtureLayouts(), 'multiarch')], root);
+    assert.equal(loaded.code, 0, loaded.stderr);
+    const id = /^Loaded image ID: (sha256:[0-9a-f]{64})\n$/.exec(loaded.stdout)?.[1];
+    assert.ok(id, loaded.stdout);
+    assert.equal((await cli(['images', '-q'], root)).stdout.trim().split('\n').length, 1);
+    const r = await cli(['run', '--rm', id, 'sh', '-c', 'echo $FIXTURE'], root);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout, 'amd64\n');
+  });
+
   test('an archive entry naming a path outside the archive is not written anywhere', async () => {
     const layout = join(await fixtureLayouts(), 'busybox');
     const entries: TarEntry[] = [];
