@@ -203,7 +203,9 @@ async function readDockerArchive(files: ArchiveFiles): Promise<ArchiveImage[]> {
   if (!Array.isArray(entries)) throw bad(files.source, 'manifest.json is not a list');
   const images: ArchiveImage[] = [];
   for (const e of entries) {
-    if (typeof e?.Config !== 'string' || !Array.isArray(e.Layers)) throw bad(files.source, 'a manifest.json entry lacks Config or Layers');
+    if (typeof e?.Config !== 'string' || !Array.isArray(e.Layers)) {
+      throw bad(files.source, 'a manifest.json entry lacks Config or Layers');
+    }
     const rawConfig = await files.read(e.Config);
     const config = parseImageConfig(rawConfig);
     const layerPaths = e.Layers.map((l) => files.resolve(String(l)));
@@ -310,7 +312,12 @@ async function storeImage(store: Store, image: ArchiveImage, source: string, opt
  * directory. Holds the content lock (shared) throughout; the extraction
  * lives under tmp/ and is removed at the end, whatever happens.
  */
-export async function loadArchive(store: Store, input: Readable | string, source: string, options: LoadOptions = {}): Promise<LoadedImage[]> {
+export async function loadArchive(
+  store: Store,
+  input: Readable | string,
+  source: string,
+  options: LoadOptions = {},
+): Promise<LoadedImage[]> {
   return withLock(
     store,
     contentLock,
@@ -329,7 +336,11 @@ export async function loadArchive(store: Store, input: Readable | string, source
         else if ((await files.exists('index.json')) && (await files.exists('oci-layout'))) {
           images = await readOciLayout(files, options.platform ?? hostPlatform());
         } else {
-          throw bad(source, 'neither manifest.json (Docker archive) nor index.json and oci-layout (OCI layout) found', 'save the image with docker save, podman save or skopeo copy');
+          throw bad(
+            source,
+            'neither manifest.json (Docker archive) nor index.json and oci-layout (OCI layout) found',
+            'save the image with docker save, podman save or skopeo copy',
+          );
         }
         const loaded: LoadedImage[] = [];
         for (const image of images) loaded.push(await storeImage(store, image, source, options));

@@ -13,14 +13,17 @@ import { createReadStream } from 'node:fs';
 import { mkdir, rename, rm, writeFile, copyFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Writable } from 'node:stream';
+import type { Header } from 'tar-stream';
 import { pipeline } from 'node:stream/promises';
 import { hexOf, type Digest } from '../digest.js';
 import { MinidockError } from '../errors.js';
 import { familiarName, parseReference } from '../reference.js';
 import { blobPath, imageBlobs, statBlob, type ImageRecord, type Store } from '../store/index.js';
 
+/** The forms save writes (podman's names): two tars and a directory. */
 export type ArchiveFormat = 'docker-archive' | 'oci-archive' | 'oci-dir';
 
+/** Every ArchiveFormat, for flag checks and help. */
 export const archiveFormats: ArchiveFormat[] = ['docker-archive', 'oci-archive', 'oci-dir'];
 
 /** One image to save, with the tags ("registry/repository:tag") to name it by. */
@@ -100,28 +103,44 @@ async function sizeBlobs(store: Store, files: ArchiveFiles, items: SaveItem[]): 
  * content lock (shared) while calling, so that no blob is removed midway.
  * Does not end out on failure; the caller discards what was written.
  */
-export async function writeArchive(store: Store, items: SaveItem[], format: 'docker-archive' | 'oci-archive', out: Writable): Promise<void> {
+export async function writeArchive(
+  store: Store,
+  items: SaveItem[],
+  format: 'docker-archive' | 'oci-archive',
+  out: Writable,
+): Promise<void> {
   const files = describe(items);
   const sizes = await sizeBlobs(store, files, items);
   const { pack: makePack } = await import('tar-stream');
   const pack = makePack();
-  const done = pipeline(pack, out);
   const header = { mode: 0o644, mtime: new Date(0), uid: 0, gid: 0 };
-  const addText = (name: string, text: string) =>
-    new Promise<void>((res, rej) => pack.entry({ ...header, name }, text, (err) => (err ? rej(err) : res())));
+  const add = (h: Partial<Header> & { name: string }, text = '') =>
+    new Promise<void>((res, rej) => pack.entry({ ...header, ...h }, text, (err) => (err ? rej(err) : res())));
+  const addText = (name: string, text: string) => add({ name }, text);
 
-  await addText('oci-layout', ociLayout);
-  for (const dir of ['blobs/', 'blobs/sha256/']) {
-    await new Promise<void>((res, rej) => pack.entry({ ...header, name: dir, type: 'directory', mode: 0o755 }, (err) => (err ? rej(err) : res())));
+  const produce = async () => {
+    await addText('oci-layout', ociLayout);
+    for (const dir of ['blobs/', 'blobs/sha256/']) await add({ name: dir, type: 'directory', mode: 0o755 });
+    for (const d of files.blobs) {
+      const entry = pack.entry({ ...header, name: `blobs/sha256/${hexOf(d)}`, size: sizes.get(d)! });
+      await pipeline(createReadStream(blobPath(store, d)), entry);
+    }
+    await addText('index.json', files.index);
+    if (format === 'docker-archive') await addText('manifest.json', files.manifestJSON);
+    pack.finalize();
+  };
+  // Whichever side fails first (the output, or reading a blob) ends both.
+  const writing = pipeline(pack, out);
+  const producing = produce().catch((err: Error) => {
+    pack.destroy(err);
+    throw err;
+  });
+  producing.catch(() => {});
+  try {
+    await Promise.all([writing, producing]);
+  } catch (err) {
+    throw new MinidockError('ERR_SAVE', `save: write archive: ${(err as Error).message}`, { cause: err });
   }
-  for (const d of files.blobs) {
-    const entry = pack.entry({ ...header, name: `blobs/sha256/${hexOf(d)}`, size: sizes.get(d)! });
-    await pipeline(createReadStream(blobPath(store, d)), entry);
-  }
-  await addText('index.json', files.index);
-  if (format === 'docker-archive') await addText('manifest.json', files.manifestJSON);
-  pack.finalize();
-  await done;
 }
 
 /**

@@ -7,7 +7,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { MinidockError } from '../errors.js';
 import type { Logger } from '../log.js';
-import { Store } from '../store/index.js';
+import { contentLock, Store } from '../store/index.js';
 import { stderrLogger } from './output.js';
 
 export interface GlobalOptions {
@@ -110,13 +110,27 @@ export function takeExtraCaCerts(env: NodeJS.ProcessEnv): string | undefined {
 // Taken once, as this module loads: before any child process starts.
 const extraCaCertsFile = takeExtraCaCerts(process.env);
 
+/**
+ * Says so when a command waits for others to finish with the store: a
+ * deletion waits for every pull in progress. Waits for one layer's lock
+ * (a pull waiting for another to unpack a shared layer) are shown with -v.
+ */
+function tellLockWaits(store: Store, logger: Logger): Store {
+  store.onLockWait = (name) => {
+    if (name === contentLock) logger.warn('waiting for other minidock commands using the store to finish');
+    else logger.info(`waiting for lock ${name}, held by another minidock command`);
+  };
+  return store;
+}
+
 export function makeContext(opts: GlobalOptions): Context {
   let store: Promise<Store> | undefined;
+  const logger = stderrLogger(opts.debug ? 'debug' : opts.verbose ? 'info' : 'warn');
   return {
-    logger: stderrLogger(opts.debug ? 'debug' : opts.verbose ? 'info' : 'warn'),
+    logger,
     config: readConfig(opts.config),
     dockerConfigPath: dockerConfigPath(),
     extraCaCertsFile,
-    store: () => (store ??= Store.open(storeRoot(opts))),
+    store: () => (store ??= Store.open(storeRoot(opts)).then((s) => tellLockWaits(s, logger))),
   };
 }

@@ -215,14 +215,15 @@ export interface NewImage {
  * Writes the record of an image whose layers are all stored, under the
  * metadata lock, and points its tags at it. Returns the record, and whether
  * the store held it under every one of those tags already. Throws when a
- * layer was removed meanwhile (by a concurrent rmi).
+ * layer is missing. Call with the content lock held (shared).
  */
 export async function recordImage(store: Store, image: NewImage): Promise<{ record: ImageRecord; tagged: boolean }> {
   const { manifest, config } = image;
   const diffIDs = config.rootfs.diff_ids;
   const id = manifest.config.digest;
   return withLock(store, metadataLock, async () => {
-    // A concurrent rmi may have removed a shared layer after we found it.
+    // The content lock keeps rmi and prune out while a pull or load runs;
+    // this catches a layer removed by other means (by hand, or a bug).
     for (const d of diffIDs) {
       if (!(await hasLayer(store, d))) {
         throw new MinidockError('ERR_CONFLICT', `${image.what}: layer ${d} was removed meanwhile`, {

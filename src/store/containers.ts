@@ -3,7 +3,7 @@
  * upper/ and work/ directories (its writable layer) and rootfs/ (where the
  * overlay is mounted, inside the container's own mount namespace only).
  */
-import { mkdir, readdir, readFile, unlink, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, rm, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Digest, DiffID } from '../digest.js';
 import { readJSON, removeTree, writeJSON, type Store } from './store.js';
@@ -81,12 +81,23 @@ export function writeContainer(store: Store, rec: ContainerRecord): Promise<void
   return writeJSON(store, join(containerDir(store, rec.id), 'state.json'), rec);
 }
 
-/** Creates the container's directories and writes its first state. Call with the metadata lock held. */
+/**
+ * Creates the container's directories and writes its first state, in tmp/
+ * first: the whole directory appears under containers/ by one rename, so a
+ * crash never leaves a container directory without its record. Fails with
+ * EEXIST or ENOTEMPTY should the id be taken.
+ */
 export async function createContainerDirs(store: Store, rec: ContainerRecord): Promise<void> {
-  const dir = containerDir(store, rec.id);
-  await mkdir(dir, { mode: 0o700 });
-  await Promise.all(['upper', 'work', 'rootfs'].map((d) => mkdir(join(dir, d))));
-  await writeContainer(store, rec);
+  const tmp = store.tmpPath('container');
+  try {
+    await mkdir(tmp, { mode: 0o700 });
+    await Promise.all(['upper', 'work', 'rootfs'].map((d) => mkdir(join(tmp, d))));
+    await writeJSON(store, join(tmp, 'state.json'), rec);
+    await rename(tmp, containerDir(store, rec.id));
+  } catch (err) {
+    await rm(tmp, { recursive: true, force: true });
+    throw err;
+  }
 }
 
 /** Lists every container record. */

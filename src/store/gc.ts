@@ -10,7 +10,14 @@ import type { Digest, DiffID } from '../digest.js';
 import { DigestingStream, hexOf } from '../digest.js';
 import { removeBlob, statBlob } from './blobs.js';
 import { containerDir, listContainers, type ContainerRecord } from './containers.js';
-import { listImageRecords, readRepositories, removeImageCache, removeImageRecord, writeRepositories, type ImageRecord } from './images.js';
+import {
+  listImageRecords,
+  readRepositories,
+  removeImageCache,
+  removeImageRecord,
+  writeRepositories,
+  type ImageRecord,
+} from './images.js';
 import {
   ensureLayerLink,
   layerDir,
@@ -366,7 +373,10 @@ async function checkLocked(store: Store, repair: boolean): Promise<Problem[]> {
   for (const rec of await listImageRecords(store)) {
     const missing: string[] = [];
     for (const d of imageBlobs(rec)) if ((await statBlob(store, d)) === undefined) missing.push(`blob ${d}`);
-    for (const d of rec.diffIDs) if ((await lstat(join(layerDir(store, d), 'layer.json')).catch(() => undefined)) === undefined) missing.push(`layer ${d}`);
+    for (const d of rec.diffIDs) {
+      const record = await lstat(join(layerDir(store, d), 'layer.json')).catch(() => undefined);
+      if (record === undefined) missing.push(`layer ${d}`);
+    }
     if (missing.length === 0) continue;
     problems.push({ kind: 'image', subject: rec.id, message: `missing ${missing.join(', ')}`, repaired: false });
   }

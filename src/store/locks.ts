@@ -65,6 +65,7 @@ async function acquire(store: Store, name: string, mode: 'shared' | 'exclusive',
         },
       };
     }
+    if (delay === 5) store.onLockWait?.(name);
     if (Date.now() > deadline) {
       throw new MinidockError('ERR_LOCK', `lock ${name}: still held by another minidock after ${waitLimitMs / 60_000} minutes`);
     }

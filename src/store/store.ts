@@ -34,6 +34,8 @@ const subdirs = ['blobs/sha256', 'layers', 'images', 'containers', 'tmp', 'locks
 /** A store root on disk. Cheap to construct; `open` checks and creates the layout. */
 export class Store {
   readonly root: string;
+  /** Called once per lock taken, when that lock is held by another process and must be waited for. */
+  onLockWait?: (name: string) => void;
 
   constructor(root: string) {
     this.root = root;

@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -16,6 +17,7 @@ import { cliPath, makeTestRoot, runCli } from '../helpers/cli.js';
 import { fixtureSuite } from '../helpers/fixture-registry.js';
 import { fixtureLayouts } from '../helpers/fixtures.js';
 import { layoutEntry, readLayoutJSON } from '../helpers/layout.js';
+import { makeTar, type TarEntry } from '../helpers/make-tar.js';
 import { missingTools } from '../helpers/registry.js';
 import { assertBlobsVerify, assertLayersComplete } from '../helpers/store-check.js';
 
@@ -226,6 +228,66 @@ describe('minidock save and load', { skip }, () => {
     await assertLayersComplete(root);
   });
 
+  test('an image saved by id or digest is saved untagged and loads as an image id, as Docker does', async () => {
+    const out = join(work, 'by-id.tar');
+    assert.equal((await cli(['save', '-o', out, busyboxId])).code, 0);
+    const manifest = JSON.parse((await run('tar', ['-xOf', out, 'manifest.json'])).stdout) as { RepoTags: string[] }[];
+    assert.deepEqual(manifest.map((m) => m.RepoTags), [[]]);
+    const root = await freshStore();
+    const loaded = await cli(['load', '-i', out], root);
+    assert.equal(loaded.code, 0, loaded.stderr);
+    assert.equal(loaded.stdout, `Loaded image ID: ${busyboxId}\n`);
+    assert.match((await cli(['images'], root)).stdout, /^<none>\s+<none>\s+[0-9a-f]{12}\s/m);
+  });
+
+  test('a multi-platform OCI layout loads the host platform\'s image, skipping the others and the attestation', async () => {
+    const root = await freshStore();
+    const loaded = await cli(['load', '-i', join(await fixtureLayouts(), 'multiarch')], root);
+    assert.equal(loaded.code, 0, loaded.stderr);
+    const id = /^Loaded image ID: (sha256:[0-9a-f]{64})\n$/.exec(loaded.stdout)?.[1];
+    assert.ok(id, loaded.stdout);
+    assert.equal((await cli(['images', '-q'], root)).stdout.trim().split('\n').length, 1);
+    const r = await cli(['run', '--rm', id, 'sh', '-c', 'echo $FIXTURE'], root);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout, 'amd64\n');
+  });
+
+  test('an archive entry naming a path outside the archive is not written anywhere', async () => {
+    const layout = join(await fixtureLayouts(), 'busybox');
+    const entries: TarEntry[] = [];
+    for (const name of ['oci-layout', 'index.json']) entries.push({ name, content: await readFile(join(layout, name)) });
+    for (const hex of await readdir(join(layout, 'blobs', 'sha256'))) {
+      entries.push({ name: `blobs/sha256/${hex}`, content: await readFile(join(layout, 'blobs', 'sha256', hex)) });
+    }
+    const marker = `escape-${process.pid}`;
+    entries.push(
+      { name: `../${marker}`, content: 'out\n' },
+      { name: `a/../../${marker}-2`, content: 'out\n' },
+      { name: `/tmp/${marker}-abs`, content: 'out\n' },
+      // A link out, and an entry through it.
+      { name: 'up', type: 'symlink', linkname: '../../..' },
+      { name: `up/${marker}-3`, content: 'out\n' },
+    );
+    const tar = join(work, 'hostile.tar');
+    await writeFile(tar, await makeTar(entries));
+
+    const root = await freshStore();
+    const r = await cli(['load', '-i', tar], root);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout, `Loaded image ID: ${busyboxId}\n`);
+    for (const path of [
+      join(root, 'tmp', marker),
+      join(root, 'tmp', `${marker}-2`),
+      join(root, marker),
+      `/tmp/${marker}-abs`,
+      join(root, '..', `${marker}-3`),
+      join(root, `${marker}-3`),
+    ]) {
+      assert.equal(existsSync(path), false, `${path} was not written`);
+    }
+    assert.deepEqual(await readdir(join(root, 'tmp')), []);
+  });
+
   test('load refuses what is not an image archive, in one line', async () => {
     await writeFile(join(work, 'notes.txt'), 'not an image\n');
     const junk = join(work, 'junk.tar');
@@ -236,6 +298,12 @@ describe('minidock save and load', { skip }, () => {
     const missing = await cli(['load', '-i', join(work, 'nope.tar')]);
     assert.equal(missing.code, 125);
     assert.match(missing.stderr, /^minidock: load ".*nope\.tar": no such file or directory\n$/);
+    const empty = await runCli(['load'], { root: await freshStore(), input: '' });
+    assert.equal(empty.code, 125);
+    assert.equal(empty.stderr, 'minidock: load stdin: the archive is empty\n');
+    const nowhere = await cli(['save', '-o', join(work, 'no', 'such', 'dir.tar'), s.busybox]);
+    assert.equal(nowhere.code, 125);
+    assert.equal(nowhere.stderr, `minidock: save to ${JSON.stringify(join(work, 'no', 'such', 'dir.tar'))}: its directory does not exist\n`);
     const unknown = await cli(['save', '-o', join(work, 'x.tar'), 'no-such-image:latest']);
     assert.equal(unknown.code, 125);
     assert.match(unknown.stderr, /^minidock: no such image: no-such-image:latest\n$/);

@@ -1,16 +1,20 @@
 /**
  * `minidock save` and `minidock load`.
  */
-import { createReadStream, createWriteStream } from 'node:fs';
+import { createReadStream } from 'node:fs';
 import type { Readable } from 'node:stream';
-import { rename, stat, unlink } from 'node:fs/promises';
+import { open, rename, stat, unlink } from 'node:fs/promises';
 import { MinidockError, NotFoundError } from '../../errors.js';
 import { familiarName, parseReference } from '../../reference.js';
 import { contentLock, lookupImage, readRepositories, withLock, type Store } from '../../store/index.js';
 import type { SaveItem } from '../../archive/index.js';
 import type { Context } from '../context.js';
 
-/** The tags to save an image under: the one named, or every tag of an image named by id. */
+/**
+ * The images to save, each with the tags it is named by in the archive:
+ * the tag it was given by, none when it was given by id or digest (as
+ * Docker does).
+ */
 async function saveItems(store: Store, images: string[]): Promise<SaveItem[]> {
   const repos = await readRepositories(store);
   const items: SaveItem[] = [];
@@ -19,7 +23,7 @@ async function saveItems(store: Store, images: string[]): Promise<SaveItem[]> {
     if (!record) throw new NotFoundError(`no such image: ${image}`);
     const ref = /^(?:sha256:)?[0-9a-f]{12,64}$/.test(image) ? undefined : parseReference(image);
     const named = ref?.tag !== undefined ? `${ref.registry}/${ref.repository}:${ref.tag}` : undefined;
-    const tags = named !== undefined ? [named] : ref === undefined ? Object.keys(repos).filter((k) => repos[k] === record.id) : [];
+    const tags = named !== undefined && repos[named] === record.id ? [named] : [];
     const same = items.find((i) => i.record.id === record.id);
     if (same) same.tags = [...new Set([...same.tags, ...tags])];
     else items.push({ record, tags });
@@ -53,8 +57,12 @@ export async function saveCommand(ctx: Context, images: string[], flags: { outpu
       if (flags.output === undefined) return writeArchive(store, items, format, process.stdout);
       // Written beside the target and renamed: a failed save leaves no half file.
       const tmp = `${flags.output}.tmp-${process.pid}`;
+      const fh = await open(tmp, 'w', 0o644).catch((err: NodeJS.ErrnoException) => {
+        const why = err.code === 'ENOENT' ? 'its directory does not exist' : err.message;
+        throw new MinidockError('ERR_SAVE', `save to ${JSON.stringify(flags.output)}: ${why}`);
+      });
       try {
-        await writeArchive(store, items, format, createWriteStream(tmp, { mode: 0o644 }));
+        await writeArchive(store, items, format, fh.createWriteStream());
         await rename(tmp, flags.output);
       } catch (err) {
         await unlink(tmp).catch(() => {});
@@ -77,7 +85,8 @@ export async function loadCommand(ctx: Context, flags: { input?: string; quiet?:
   const source = flags.input ?? 'stdin';
   if (flags.input !== undefined) {
     const st = await stat(flags.input).catch((err: NodeJS.ErrnoException) => {
-      throw new MinidockError('ERR_NOT_FOUND', `load ${JSON.stringify(flags.input)}: ${err.code === 'ENOENT' ? 'no such file or directory' : err.message}`);
+      const why = err.code === 'ENOENT' ? 'no such file or directory' : err.message;
+      throw new MinidockError('ERR_NOT_FOUND', `load ${JSON.stringify(flags.input)}: ${why}`);
     });
     input = st.isDirectory() ? flags.input : createReadStream(flags.input);
   }

@@ -162,10 +162,12 @@ export async function systemDfCommand(ctx: Context, flags: { verbose?: boolean }
   const orphanBytes = usage.layers.filter((l) => l.images === 0 && l.containers === 0).reduce((n, l) => n + l.size, 0);
 
   if (!flags.verbose) {
+    const row = (type: string, total: number, active: number, bytes: number, free: number) =>
+      [type, String(total), String(active), humanSize(bytes), reclaimable(free, bytes)];
     const rows = [
-      ['Images', String(usage.images.length), String(activeImages.length), humanSize(imageBytes), reclaimable(imageUnused, imageBytes)],
-      ['Containers', String(usage.containers.length), String(running.length), humanSize(containerBytes), reclaimable(stoppedBytes, containerBytes)],
-      ['Layers', String(usage.layers.length), String(usedLayers.length), humanSize(layerBytes), reclaimable(orphanBytes, layerBytes)],
+      row('Images', usage.images.length, activeImages.length, imageBytes, imageUnused),
+      row('Containers', usage.containers.length, running.length, containerBytes, stoppedBytes),
+      row('Layers', usage.layers.length, usedLayers.length, layerBytes, orphanBytes),
     ];
     process.stdout.write(`${table(['TYPE', 'TOTAL', 'ACTIVE', 'SIZE', 'RECLAIMABLE'], rows)}\n`);
     return;
@@ -177,11 +179,20 @@ export async function systemDfCommand(ctx: Context, flags: { verbose?: boolean }
     Object.fromEntries(usage.images.flatMap((i) => i.tags.map((t) => [t, i.rec.id]))),
   ).map((r) => {
     const u = byId.get(r.rec.id)!;
-    return [r.repo, r.tag, hexOf(r.rec.id).slice(0, 12), ago(r.rec.created, now), humanSize(u.size), humanSize(u.shared), humanSize(u.unique), String(u.containers)];
+    const sizes = [u.size, u.shared, u.unique].map(humanSize);
+    return [r.repo, r.tag, hexOf(r.rec.id).slice(0, 12), ago(r.rec.created, now), ...sizes, String(u.containers)];
   });
   const containerTable = usage.containers
     .sort((a, b) => b.rec.created.localeCompare(a.rec.created))
-    .map((c) => [c.rec.id.slice(0, 12), c.rec.image, quoteCommand(c.rec.args), humanSize(c.size), ago(c.rec.created, now), statusText(c.rec, now), c.rec.name]);
+    .map(({ rec, size }) => [
+      rec.id.slice(0, 12),
+      rec.image,
+      quoteCommand(rec.args),
+      humanSize(size),
+      ago(rec.created, now),
+      statusText(rec, now),
+      rec.name,
+    ]);
   const layerTable = usage.layers
     .sort((a, b) => b.size - a.size || a.diffID.localeCompare(b.diffID))
     .map((l) => [hexOf(l.diffID).slice(0, 12), humanSize(l.size), String(l.images), String(l.containers)]);
