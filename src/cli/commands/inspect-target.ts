@@ -3,6 +3,7 @@
  * the user typed, its layer directories, the --format flag, and the
  * terminal forms of modes and entries.
  */
+import { existsSync } from 'node:fs';
 import { MinidockError, NotFoundError } from '../../errors.js';
 import type { LayerEntry } from '../../inspect/index.js';
 import { parseReference } from '../../reference.js';
@@ -39,9 +40,18 @@ export async function findImage(store: Store, text: string): Promise<ImageRecord
   return rec;
 }
 
-/** The diff directories of an image's layers, bottom first. */
-export function imageLayers(store: Store, rec: ImageRecord): string[] {
-  return rec.diffIDs.map((d) => layerDiffDir(store, d));
+/**
+ * The diff directories of an image's layers, bottom first. Throws when one
+ * is missing: a walk would otherwise show the image without that layer.
+ */
+export function imageLayers(store: Store, rec: Pick<ImageRecord, 'id' | 'diffIDs'>): string[] {
+  return rec.diffIDs.map((d) => {
+    const dir = layerDiffDir(store, d);
+    if (!existsSync(dir)) {
+      throw new MinidockError('ERR_STORE_CORRUPT', `layer ${d} of image ${rec.id} is missing from the store`, { hint: 'pull the image again' });
+    }
+    return dir;
+  });
 }
 
 /**
@@ -56,7 +66,7 @@ export async function findTarget(store: Store, text: string, type?: 'image' | 'c
     });
     if (container !== undefined) {
       const image = await readImageRecord(store, container.imageId);
-      const layers = [...container.diffIDs.map((d) => layerDiffDir(store, d)), `${containerDir(store, container.id)}/upper`];
+      const layers = [...imageLayers(store, { id: container.imageId, diffIDs: container.diffIDs }), `${containerDir(store, container.id)}/upper`];
       return { kind: 'container', container, image, layers };
     }
   }
