@@ -239,6 +239,11 @@ export async function main(argv: string[]): Promise<void> {
   const program = buildProgram((code) => {
     status = code;
   });
+  // A reader that went away (`minidock layers IMAGE | head`) ends the
+  // command as SIGPIPE would, without a stack trace.
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') process.exit(128 + 13);
+  });
   try {
     await program.parseAsync(argv);
   } catch (err) {

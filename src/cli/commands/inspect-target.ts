@@ -147,8 +147,16 @@ export function entryJSON(e: {
   };
 }
 
-/** Writes text to stdout (synchronous for files and pipes on Linux). */
+/** The status of a command whose reader went away, as a shell reports death by SIGPIPE. */
+const brokenPipeStatus = 128 + 13;
+
+/**
+ * Writes text to stdout (synchronous for files and pipes on Linux). Once
+ * the reader has gone (`minidock layers IMAGE | head`), a failed write has
+ * destroyed stdout: the listing stops there instead of running on unread.
+ */
 export function out(text: string): void {
+  if (process.stdout.destroyed) process.exit(brokenPipeStatus);
   process.stdout.write(text);
 }
 
