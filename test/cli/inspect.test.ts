@@ -337,6 +337,30 @@ describe('minidock inspect, history, layers, diff, ls, cat, export', { skip }, (
     assert.deepEqual(fromTar, fromUmoci);
   });
 
+  test('a running container\'s files are not read while its processes can change them', async () => {
+    const stop = new AbortController();
+    const running = runCli(['run', '--name', 'busy', busybox, 'sleep', '60'], { root, signal: stop.signal });
+    try {
+      let state = '';
+      for (let i = 0; i < 100 && state !== 'running'; i++) {
+        const j = await cli(['inspect', '--format', 'json', '--type', 'container', 'busy']);
+        state = j.code === 0 ? JSON.parse(j.stdout).state.status : '';
+        if (state !== 'running') await new Promise((r) => setTimeout(r, 100));
+      }
+      assert.equal(state, 'running');
+      for (const args of [['cat', 'busy:/etc/passwd'], ['export', 'busy', '-o', join(scratch, 'busy.tar')], ['diff', 'busy'], ['ls', 'busy:/']]) {
+        const r = await cli(args);
+        assert.equal(r.code, 125, args.join(' '));
+        assert.match(r.stderr, /^minidock: container busy is running: its files change while they are read\nhint: /);
+      }
+      assert.equal(existsSync(join(scratch, 'busy.tar')), false);
+    } finally {
+      stop.abort();
+      await running;
+      await cli(['rm', '-f', 'busy']);
+    }
+  });
+
   test('names nothing the store holds: one line, exit 125', async () => {
     const r = await cli(['inspect', 'nothing-here']);
     assert.equal(r.code, 125);

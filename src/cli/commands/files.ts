@@ -8,7 +8,7 @@ import { pipeline } from 'node:stream/promises';
 import { MinidockError, NotFoundError } from '../../errors.js';
 import { exportTar, listDirectory, resolvePath, splitImagePath, type LayerEntry } from '../../inspect/index.js';
 import type { Context } from '../context.js';
-import { entryJSON, entrySuffix, findTarget, modeString, out, parseFormat, schemaVersion, shortTime } from './inspect-target.js';
+import { entryJSON, entrySuffix, findFilesTarget, modeString, out, parseFormat, schemaVersion, shortTime } from './inspect-target.js';
 
 function lsLine(e: LayerEntry): string {
   const name = e.path.slice(e.path.lastIndexOf('/') + 1);
@@ -20,7 +20,7 @@ export async function lsCommand(ctx: Context, arg: string, flags: { format?: str
   const format = parseFormat(flags.format);
   const { image, path = '/' } = splitImagePath(arg);
   const store = await ctx.store();
-  const target = await findTarget(store, image);
+  const target = await findFilesTarget(store, image);
   // As ls does, a symlink is listed itself, unless the path ends with "/".
   const found = await resolvePath(target.layers, path, { followLast: path.endsWith('/') });
   if (found === undefined) throw new NotFoundError(`ls ${arg}: no such file or directory`);
@@ -41,7 +41,7 @@ export async function catCommand(ctx: Context, arg: string): Promise<void> {
     throw new MinidockError('ERR_BAD_ARGUMENT', `cat ${JSON.stringify(arg)}: want IMAGE:/PATH`, { hint: 'for example minidock cat busybox:/etc/passwd' });
   }
   const store = await ctx.store();
-  const target = await findTarget(store, image);
+  const target = await findFilesTarget(store, image);
   const found = await resolvePath(target.layers, path);
   if (found === undefined) throw new NotFoundError(`cat ${arg}: no such file`);
   if (found.entry.kind !== 'file') throw new MinidockError('ERR_BAD_ARGUMENT', `cat ${arg}: not a regular file (${found.entry.kind})`);
@@ -54,7 +54,7 @@ export async function exportCommand(ctx: Context, name: string, flags: { output?
     throw new MinidockError('ERR_BAD_ARGUMENT', 'export: refusing to write a tar to a terminal', { hint: 'use -o FILE, or redirect stdout' });
   }
   const store = await ctx.store();
-  const target = await findTarget(store, name);
+  const target = await findFilesTarget(store, name);
   if (toStdout) {
     await exportTar(target.layers, process.stdout);
     return;

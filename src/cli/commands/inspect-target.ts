@@ -16,7 +16,7 @@ import {
   type ImageRecord,
   type Store,
 } from '../../store/index.js';
-import { findContainer } from './containers.js';
+import { findContainer, liveStatus } from './containers.js';
 
 /** The version of every JSON document the inspect commands print (docs/inspect.md). */
 export const schemaVersion = 1;
@@ -52,6 +52,24 @@ export function imageLayers(store: Store, rec: Pick<ImageRecord, 'id' | 'diffIDs
     }
     return dir;
   });
+}
+
+/**
+ * Finds a container or image whose files are about to be read. A running
+ * container's processes may change its writable layer under the read: a
+ * directory swapped for a symlink between a check and a readdir or open
+ * would lead the read outside the store, which Node's fs cannot prevent
+ * (no openat with RESOLVE_BENEATH). So a container's files are read only
+ * once it has exited; image layers never change.
+ */
+export async function findFilesTarget(store: Store, text: string): Promise<Target> {
+  const target = await findTarget(store, text);
+  if (target.kind === 'container' && liveStatus(target.container) === 'running') {
+    throw new MinidockError('ERR_CONFLICT', `container ${text} is running: its files change while they are read`, {
+      hint: 'read it once it has exited; its image can be read any time',
+    });
+  }
+  return target;
 }
 
 /**

@@ -14,7 +14,7 @@ import {
 } from '../../inspect/index.js';
 import type { Context } from '../context.js';
 import { humanSize } from '../output.js';
-import { changeLine, entryJSON, findImage, findTarget, imageLayers, out, parseFormat, schemaVersion, type Target } from './inspect-target.js';
+import { changeLine, entryJSON, findFilesTarget, findImage, imageLayers, out, parseFormat, schemaVersion, type Target } from './inspect-target.js';
 import { platformFlag } from './pull.js';
 
 export interface LayersFlags {
@@ -114,7 +114,7 @@ function label(t: Target): string {
 export async function diffCommand(ctx: Context, first: string, second: string | undefined, flags: DiffFlags): Promise<void> {
   const format = parseFormat(flags.format);
   const store = await ctx.store();
-  const a = await findTarget(store, first);
+  const a = await findFilesTarget(store, first);
   let changes: Iterable<Change>;
   let from: string;
   let to: string;
@@ -128,7 +128,7 @@ export async function diffCommand(ctx: Context, first: string, second: string | 
     to = a.container.id;
     changes = layerChanges(a.layers.slice(0, -1), a.layers[a.layers.length - 1]!);
   } else {
-    const b = await findTarget(store, second);
+    const b = await findFilesTarget(store, second);
     from = label(a);
     to = label(b);
     changes = viewChanges(a.layers, b.layers);
