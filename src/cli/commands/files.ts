@@ -16,6 +16,7 @@ function lsLine(e: LayerEntry): string {
   return `${modeString(e.kind, e.mode)}  ${`${e.uid}/${e.gid}`.padEnd(9)} ${size.padStart(10)}  ${shortTime(e.mtime)}  ${name}${e.kind === 'dir' ? '/' : ''}${entrySuffix(e)}\n`;
 }
 
+/** Lists a directory (or one entry) of the merged filesystem. */
 export async function lsCommand(ctx: Context, arg: string, flags: { format?: string }): Promise<void> {
   const format = parseFormat(flags.format);
   const { image, path = '/' } = splitImagePath(arg);
@@ -35,6 +36,7 @@ export async function lsCommand(ctx: Context, arg: string, flags: { format?: str
   for (const e of entries) out(lsLine(e));
 }
 
+/** Copies a regular file of the merged filesystem to stdout, byte for byte. */
 export async function catCommand(ctx: Context, arg: string): Promise<void> {
   const { image, path } = splitImagePath(arg);
   if (path === undefined) {
@@ -48,6 +50,10 @@ export async function catCommand(ctx: Context, arg: string): Promise<void> {
   await pipeline(fs.createReadStream(found.file), process.stdout, { end: false });
 }
 
+/**
+ * Writes the merged filesystem as a tar to -o FILE (removed again if the
+ * export fails) or to stdout, which must not be a terminal.
+ */
 export async function exportCommand(ctx: Context, name: string, flags: { output?: string }): Promise<void> {
   const toStdout = flags.output === undefined || flags.output === '-';
   if (toStdout && process.stdout.isTTY) {

@@ -17,6 +17,7 @@ import { humanSize } from '../output.js';
 import { changeLine, entryJSON, findFilesTarget, findImage, imageLayers, out, parseFormat, schemaVersion, type Target } from './inspect-target.js';
 import { platformFlag } from './pull.js';
 
+/** The flags of `layers`. */
 export interface LayersFlags {
   format?: string;
   tree?: boolean;
@@ -52,6 +53,7 @@ function treeName(c: Change, base: number): string {
   return `${'  '.repeat(Math.max(0, c.entry.depth - 1 - base))}${name}${c.entry.kind === 'dir' && c.op !== 'D' ? '/' : ''}`;
 }
 
+/** Prints what each layer of an image (or the one chosen) adds, changes and deletes. */
 export async function layersCommand(ctx: Context, name: string, which: string | undefined, flags: LayersFlags): Promise<void> {
   const format = parseFormat(flags.format);
   if (flags.remote) {
@@ -98,6 +100,7 @@ export async function layersCommand(ctx: Context, name: string, which: string | 
   });
 }
 
+/** The flags of `diff`. */
 export interface DiffFlags {
   format?: string;
 }
