@@ -301,6 +301,17 @@ describe('minidock inspect, history, layers, diff, ls, cat, export', { skip }, (
     }
   });
 
+  test('the layered fixture wastes the two bytes of the file its whiteout deletes', async () => {
+    const e = JSON.parse((await cli(['inspect', '--efficiency', '--format', 'json', layered])).stdout).efficiency;
+    // data/old/f ("f\n") is deleted with data/old; dive weighs the whiteout
+    // as what it deletes, so every path's nodes agree and the score is 1.
+    assert.equal(e.wastedBytes, 2);
+    assert.deepEqual(e.layers.map((l: { wastedBytes: number }) => l.wastedBytes), [2, 0]);
+    assert.equal(e.potentialWastedBytes, 0);
+    assert.equal(e.score, 1);
+    assert.equal((await cli(['inspect', '--fail-under', '1', layered])).code, 0);
+  });
+
   test('export of a fixture is the tree umoci unpacks', { skip: existsSync(umoci) ? false : `needs ${umoci} (Debian package umoci)` }, async () => {
     const layouts = await fixtureLayouts();
     const bundle = join(scratch, 'bundle');
