@@ -20,6 +20,10 @@ export interface GlobalOptions {
 /** minidock's own configuration file (/etc/minidock/config.json by default). */
 export interface MinidockConfig {
   'insecure-registries'?: string[];
+  /** The certs.d root (default /etc/minidock/certs.d). */
+  'certs-dir'?: string;
+  /** Mirrors of docker.io, tried first, as Docker's daemon.json has them. */
+  'registry-mirrors'?: string[];
 }
 
 export interface Context {
@@ -27,7 +31,28 @@ export interface Context {
   config: MinidockConfig;
   /** Docker's config.json, where registry credentials live: $DOCKER_CONFIG/config.json or ~/.docker/config.json. */
   dockerConfigPath: string;
+  /** NODE_EXTRA_CA_CERTS when Node did not load it (see takeExtraCaCerts), for the registry client. */
+  extraCaCertsFile?: string;
   store(): Promise<Store>;
+}
+
+/**
+ * The registry client's settings: minidock's config (insecure registries,
+ * certs.d, mirrors) and the extra CAs Node was not left to load itself.
+ */
+export function registryOptions(ctx: Pick<Context, 'config' | 'extraCaCertsFile'>): {
+  insecureRegistries: string[];
+  certsDir?: string;
+  mirrors: string[];
+  extraCaCertsFile?: string;
+} {
+  const { config } = ctx;
+  return {
+    insecureRegistries: config['insecure-registries'] ?? [],
+    ...(config['certs-dir'] === undefined ? {} : { certsDir: config['certs-dir'] }),
+    mirrors: config['registry-mirrors'] ?? [],
+    ...(ctx.extraCaCertsFile === undefined ? {} : { extraCaCertsFile: ctx.extraCaCertsFile }),
+  };
 }
 
 /** The checkout this file runs from, when it does (the repo root holds .git and store/README.md). */
@@ -64,12 +89,34 @@ export function dockerConfigPath(env: NodeJS.ProcessEnv = process.env): string {
   return join(dir, 'config.json');
 }
 
+/**
+ * Node 20 reads the CAs named by NODE_EXTRA_CA_CERTS at start-up, before
+ * any code runs (about 35 ms for a system bundle), though minidock needs
+ * them only to talk TLS to a registry. bin/minidock.js therefore starts
+ * Node without the variable and hands its value over as
+ * MINIDOCK_EXTRA_CA_CERTS. This puts NODE_EXTRA_CA_CERTS back, for child
+ * processes and `run -e`, and returns the file, which the registry client
+ * then trusts itself. An empty value reads as unset, as Node reads it.
+ */
+export function takeExtraCaCerts(env: NodeJS.ProcessEnv): string | undefined {
+  const handed = env.MINIDOCK_EXTRA_CA_CERTS;
+  if (handed === undefined) return undefined;
+  delete env.MINIDOCK_EXTRA_CA_CERTS;
+  if (handed === '') return undefined;
+  env.NODE_EXTRA_CA_CERTS = handed;
+  return handed;
+}
+
+// Taken once, as this module loads: before any child process starts.
+const extraCaCertsFile = takeExtraCaCerts(process.env);
+
 export function makeContext(opts: GlobalOptions): Context {
   let store: Promise<Store> | undefined;
   return {
     logger: stderrLogger(opts.debug ? 'debug' : opts.verbose ? 'info' : 'warn'),
     config: readConfig(opts.config),
     dockerConfigPath: dockerConfigPath(),
+    extraCaCertsFile,
     store: () => (store ??= Store.open(storeRoot(opts))),
   };
 }

@@ -3,27 +3,45 @@
  * stderr as one line "minidock: <message>" (plus "hint: …"), and minidock's
  * own failures exit 125, as Docker's do.
  */
-import { Command, CommanderError, Option } from 'commander';
+import type { Command } from 'commander';
 import { MinidockError } from '../errors.js';
+import { globalOptionSpecs, quickRunLine, runOptionSpecs, type OptionSpec } from './command-line.js';
 import { makeContext, type Context, type GlobalOptions } from './context.js';
+import type { RunFlags } from './commands/run.js';
 
 const collect = (value: string, previous: string[]) => [...previous, value];
 
 /** Exit statuses of minidock's own failures (Docker's conventions). */
 export const exitStatus = { ownError: 125, notExecutable: 126, notFound: 127 } as const;
 
-function buildProgram(exit: (code: number) => void): Command {
-  const program = new Command('minidock');
+type Commander = typeof import('commander');
+
+/** What `run` does once its command line is read, by commander or by quickRunLine. */
+export type RunAction = (globals: GlobalOptions, image: string, args: string[], flags: RunFlags) => Promise<number>;
+
+const runAction: RunAction = async (globals, image, args, flags) => {
+  const { runCommand } = await import('./commands/run.js');
+  return runCommand(makeContext(globals), image, args, flags);
+};
+
+function commanderOption(commander: Commander, spec: OptionSpec) {
+  const option = new commander.Option(spec.flags, spec.description);
+  if (spec.repeatable) option.argParser(collect).default([]);
+  if (spec.default !== undefined) option.default(spec.default);
+  return option;
+}
+
+/** The whole command line, in commander. `run` is the action run calls (a test may pass its own). */
+export function buildProgram(commander: Commander, exit: (code: number) => void, run = runAction): Command {
+  const program = new commander.Command('minidock');
   let ctx: Context | undefined;
   const context = () => (ctx ??= makeContext(program.opts<GlobalOptions>()));
 
   program
     .description('pull OCI/Docker images, run them in namespaces under cgroup limits, inspect them')
-    .version(process.env.npm_package_version ?? '0.1.0', '--version')
-    .option('--root <dir>', 'store root (default: MINIDOCK_ROOT, the checkout\'s store/, or /var/lib/minidock)')
-    .option('--config <file>', 'configuration file (default: /etc/minidock/config.json)')
-    .option('-v, --verbose', 'log each step')
-    .option('-D, --debug', 'log HTTP requests and other detail; show stack traces')
+    .version(process.env.npm_package_version ?? '0.1.0', '--version');
+  for (const spec of globalOptionSpecs) program.addOption(commanderOption(commander, spec));
+  program
     .enablePositionalOptions()
     .showHelpAfterError(false)
     .exitOverride()
@@ -63,32 +81,16 @@ function buildProgram(exit: (code: number) => void): Command {
       await logoutCommand(context(), server);
     });
 
-  program
+  const runCmd = program
     .command('run')
     .description('run a command in a new container')
     .argument('<image>', 'image reference or id')
     .argument('[command...]', 'command and arguments (default: the image\'s entrypoint and cmd)')
-    .passThroughOptions()
-    .option('--rm', 'remove the container when it exits')
-    .option('-i, --interactive', 'keep stdin open')
-    .option('-t, --tty', 'allocate a pseudo-terminal')
-    .option('--name <name>', 'name the container')
-    .option('-h, --hostname <name>', 'container host name (default: its short id)')
-    .option('-e, --env <KEY[=VALUE]>', 'set an environment variable (repeatable)', collect, [])
-    .option('--env-file <file>', 'read environment variables from a file (repeatable)', collect, [])
-    .option('-w, --workdir <dir>', 'working directory inside the container')
-    .option('-u, --user <user[:group]>', 'user name or uid, optionally with group or gid')
-    .option('--entrypoint <cmd>', 'override the image\'s entrypoint ("" for none)')
-    .option('-m, --memory <bytes>', 'memory limit, e.g. 256m or 1g')
-    .option('--cpus <n>', 'number of CPUs, e.g. 0.5')
-    .option('--pids-limit <n>', 'maximum number of processes (-1 for no limit)')
-    .addOption(new Option('--pull <policy>', 'pull the image: missing, always or never').default('missing'))
-    .option('--platform <os/arch[/variant]>', 'platform to pull when the image is missing')
-    .option('-q, --quiet', 'print no pull progress')
-    .action(async (image: string, args: string[], flags) => {
-      const { runCommand } = await import('./commands/run.js');
-      exit(await runCommand(context(), image, args, flags));
-    });
+    .passThroughOptions();
+  for (const spec of runOptionSpecs) runCmd.addOption(commanderOption(commander, spec));
+  runCmd.action(async (image: string, args: string[], flags: RunFlags) => {
+    exit(await run(program.opts<GlobalOptions>(), image, args, flags));
+  });
 
   program
     .command('images')
@@ -129,6 +131,75 @@ function buildProgram(exit: (code: number) => void): Command {
     .action(async (names: string[], flags) => {
       const { rmCommand } = await import('./commands/containers.js');
       exit(await rmCommand(context(), names, flags));
+    });
+
+  program
+    .command('save')
+    .description('write images to a tar archive (Docker\'s format by default), or an OCI layout')
+    .argument('<image...>')
+    .option('-o, --output <file>', 'write to a file (a directory for oci-dir) instead of stdout')
+    .addOption(new commander.Option('--format <format>', 'docker-archive, oci-archive or oci-dir').default('docker-archive'))
+    .action(async (images: string[], flags) => {
+      const { saveCommand } = await import('./commands/archive.js');
+      await saveCommand(context(), images, flags);
+    });
+
+  program
+    .command('load')
+    .description('load images from a Docker or OCI archive (or an OCI layout directory)')
+    .option('-i, --input <file>', 'read from a file or directory instead of stdin')
+    .option('-q, --quiet', 'print no progress')
+    .action(async (flags) => {
+      const { loadCommand } = await import('./commands/archive.js');
+      await loadCommand(context(), flags);
+    });
+
+  const image = program.command('image').description('manage images');
+  image
+    .command('prune')
+    .description('remove unused images')
+    .option('-a, --all', 'remove all images no container uses, not only dangling ones')
+    .option('-f, --force', 'do not prompt for confirmation')
+    .action(async (flags) => {
+      const { imagePruneCommand } = await import('./commands/system.js');
+      await imagePruneCommand(context(), flags);
+    });
+
+  const container = program.command('container').description('manage containers');
+  container
+    .command('prune')
+    .description('remove all stopped containers')
+    .option('-f, --force', 'do not prompt for confirmation')
+    .action(async (flags) => {
+      const { containerPruneCommand } = await import('./commands/system.js');
+      await containerPruneCommand(context(), flags);
+    });
+
+  const system = program.command('system').description('manage the store');
+  system
+    .command('prune')
+    .description('remove stopped containers, dangling images and unreferenced content')
+    .option('-a, --all', 'remove all images no container uses, not only dangling ones')
+    .option('-f, --force', 'do not prompt for confirmation')
+    .action(async (flags) => {
+      const { systemPruneCommand } = await import('./commands/system.js');
+      await systemPruneCommand(context(), flags);
+    });
+  system
+    .command('df')
+    .description('show how much space images, containers and layers take')
+    .option('-v, --verbose', 'show each image, container and layer')
+    .action(async (flags) => {
+      const { systemDfCommand } = await import('./commands/system.js');
+      await systemDfCommand(context(), flags);
+    });
+  system
+    .command('check')
+    .description('verify every blob\'s digest and every layer\'s completeness')
+    .option('--repair', 'remove what is wrong, so that the next pull fetches it again')
+    .action(async (flags) => {
+      const { systemCheckCommand } = await import('./commands/system.js');
+      exit(await systemCheckCommand(context(), flags));
     });
 
   program
@@ -236,18 +307,26 @@ export async function main(argv: string[]): Promise<void> {
   // Should the event loop ever drain before a command settles, that is
   // minidock's failure, not success.
   process.exitCode = exitStatus.ownError;
-  const program = buildProgram((code) => {
-    status = code;
-  });
+  let commander: Commander | undefined;
   // A reader that went away (`minidock layers IMAGE | head`) ends the
   // command as SIGPIPE would, without a stack trace.
   process.stdout.on('error', (err: NodeJS.ErrnoException) => {
     if (err.code === 'EPIPE') process.exit(128 + 13);
   });
   try {
-    await program.parseAsync(argv);
+    // The most frequent command is read without loading commander.
+    const quick = quickRunLine(argv.slice(2));
+    if (quick !== undefined) {
+      status = await runAction(quick.globals, quick.image, quick.args, quick.flags as unknown as RunFlags);
+    } else {
+      commander = await import('commander');
+      const program = buildProgram(commander, (code) => {
+        status = code;
+      });
+      await program.parseAsync(argv);
+    }
   } catch (err) {
-    if (err instanceof CommanderError) {
+    if (commander !== undefined && err instanceof commander.CommanderError) {
       const ok = err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help';
       status = ok ? 0 : exitStatus.ownError;
     } else {

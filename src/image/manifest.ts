@@ -45,9 +45,11 @@ export function parseManifest(raw: Buffer, contentType?: string, what = 'manifes
   let mediaType = typeof body.mediaType === 'string' ? body.mediaType : undefined;
   if (mediaType === undefined && (isIndex(ct) || isManifest(ct) || isSchema1(ct))) mediaType = ct;
   if (isSchema1(mediaType) || body.schemaVersion === 1) {
-    throw new NotImplementedError('Docker image manifest schema 1', {
-      hint: 'this image format is too old and deprecated; rebuild or re-push the image with a current tool',
-    });
+    throw new MinidockError(
+      'ERR_SCHEMA1',
+      `parse ${what}: the image format is too old (Docker image manifest schema 1, which minidock does not read)`,
+      { hint: 'rebuild or re-push the image with a current tool; it will get a schema 2 or OCI manifest' },
+    );
   }
   if (mediaType === undefined) {
     if (Array.isArray(body.manifests)) mediaType = 'application/vnd.oci.image.index.v1+json';

@@ -46,6 +46,14 @@ export function isSchema1(mediaType: string | undefined): boolean {
   );
 }
 
+/**
+ * True for layers that registries may not hold (Docker's foreign layers,
+ * OCI's non-distributable ones): fetched from the descriptor's `urls`.
+ */
+export function isForeignLayer(mediaType: string): boolean {
+  return mediaType === MediaType.dockerForeignLayerGzip || mediaType.startsWith('application/vnd.oci.image.layer.nondistributable.');
+}
+
 /** How a layer blob is compressed, or undefined when the media type is not a layer. */
 export type Compression = 'none' | 'gzip' | 'zstd';
 

@@ -27,11 +27,30 @@ export function hostPlatform(): Platform {
   return platform;
 }
 
-/** Parses "os/arch[/variant]". Returns undefined when s has the wrong shape. */
+// Other names people give architectures, as containerd normalizes them:
+// name → [architecture, variant when the name implies one].
+const archAliases: Record<string, [string, string?]> = {
+  x86_64: ['amd64'],
+  'x86-64': ['amd64'],
+  aarch64: ['arm64'],
+  armhf: ['arm', 'v7'],
+  armel: ['arm', 'v6'],
+  i386: ['386'],
+};
+
+/**
+ * Parses "os/arch[/variant]", normalized as Docker does: lower case,
+ * aarch64 is arm64, x86_64 is amd64, armhf is arm/v7, armel arm/v6, and
+ * arm64's "v8" and amd64's "v1" variants are the architecture's default
+ * and dropped. Returns undefined when s has the wrong shape.
+ */
 export function parsePlatform(s: string): Platform | undefined {
-  const parts = s.split('/');
+  const parts = s.toLowerCase().split('/');
   if (parts.length < 2 || parts.length > 3 || parts.some((p) => p === '')) return undefined;
-  const [os, architecture, variant] = parts as [string, string, string?];
+  const [os, arch, given] = parts as [string, string, string?];
+  const [architecture, implied] = archAliases[arch] ?? [arch];
+  let variant = given ?? implied;
+  if ((architecture === 'arm64' && variant === 'v8') || (architecture === 'amd64' && variant === 'v1')) variant = undefined;
   const p: Platform = { os, architecture };
   if (variant !== undefined) p.variant = variant;
   return p;

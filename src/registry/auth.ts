@@ -52,6 +52,8 @@ export interface AuthenticatorOptions {
   credentials?: CredentialsLookup;
   /** True when plain http to host is allowed (loopback or configured insecure). */
   allowsPlainHttp: (host: string) => boolean;
+  /** The clock tokens expire by; default Date.now. */
+  now?: () => number;
 }
 
 /**
@@ -69,12 +71,16 @@ export class Authenticator {
     this.#o = options;
   }
 
+  #now(): number {
+    return (this.#o.now ?? Date.now)();
+  }
+
   /** Returns the Authorization value to send to registry for scope, if one is known. */
   authorization(registry: string, scope: string): string | undefined {
     const key = `${registry} ${scope}`;
     const t = this.#tokens.get(key);
     if (t !== undefined) {
-      if (Date.now() < t.expiresAt) return `Bearer ${t.value}`;
+      if (this.#now() < t.expiresAt) return `Bearer ${t.value}`;
       this.#tokens.delete(key);
     }
     return this.#basic.get(registry);
@@ -135,6 +141,24 @@ export class Authenticator {
     }
     this.#basic.set(registry, basicHeader(creds));
     return 'retry';
+  }
+
+  /**
+   * True when a 401 says that the bearer token it refused is bad or too
+   * narrow (RFC 6750's error="invalid_token" or "insufficient_scope"), so
+   * that a new token is worth one more try.
+   */
+  refusedToken(res: { headers: Record<string, unknown> }): boolean {
+    const header = res.headers['www-authenticate'];
+    const values = Array.isArray(header) ? header : header === undefined ? [] : [String(header)];
+    for (const v of values) {
+      try {
+        if (parseChallenges(v).some((c) => c.scheme === 'bearer' && c.params.error !== undefined)) return true;
+      } catch {
+        // A broken header is reported by answer(), not here.
+      }
+    }
+    return false;
   }
 
   /** Forgets every token and credential obtained. */
@@ -218,7 +242,7 @@ export class Authenticator {
     const seconds =
       typeof body.expires_in === 'number' && body.expires_in > 0 ? body.expires_in : defaultTokenSeconds;
     // Renew a little early so a token does not expire in flight.
-    this.#tokens.set(`${registry} ${scope}`, { value: token, expiresAt: Date.now() + seconds * 900 });
+    this.#tokens.set(`${registry} ${scope}`, { value: token, expiresAt: this.#now() + seconds * 900 });
     this.#o.logger.debug(`got token for ${registry} (${[...scopes].join(' ') || 'no scope'}), valid ${seconds} s`);
   }
 }

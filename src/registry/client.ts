@@ -3,13 +3,16 @@
  * image (manifests by tag or digest, blobs whole or from an offset).
  */
 import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import type { Readable } from 'node:stream';
-import { Agent } from 'undici';
+import { rootCertificates } from 'node:tls';
+import { Agent, Pool } from 'undici';
 import { algorithmOf, parseDigest, type Digest } from '../digest.js';
-import { DigestMismatchError, MinidockError, NotFoundError, RegistryError } from '../errors.js';
+import { DigestMismatchError, MinidockError, NotFoundError, RegistryError, messageOf } from '../errors.js';
 import {
   formatPlatform,
   isAttestation,
+  isForeignLayer,
   manifestAccept,
   parseManifest,
   selectPlatform,
@@ -21,6 +24,7 @@ import {
 import { silentLogger, type Logger } from '../log.js';
 import { defaultRegistry, isLoopbackRegistry, type Reference } from '../reference.js';
 import { Authenticator, type CredentialsLookup } from './auth.js';
+import { CertsDir, type HostTLS } from './certs.js';
 import {
   Transport,
   discardBody,
@@ -49,6 +53,69 @@ export interface RegistryClientOptions {
   retry?: RetryOptions;
   /** How long a manifest or config body may take to arrive in full (default 60 s). */
   smallBodyDeadlineMs?: number;
+  /** The clock bearer tokens expire by (default Date.now); tests move it. */
+  now?: () => number;
+  /**
+   * The certs.d root: per-registry CA certificates and client certificates
+   * in Docker's layout (see certs.ts). Default /etc/minidock/certs.d. A
+   * loopback registry with an entry there is spoken to over https.
+   */
+  certsDir?: string;
+  /** The system CA bundle added to a certs.d host's trust; default Debian's. */
+  systemCAFile?: string;
+  /**
+   * Mirrors of docker.io, as URLs ("https://mirror.example"), tried in
+   * order before docker.io itself for docker.io references. Credentials
+   * for a mirror are looked up under the mirror's own host.
+   */
+  mirrors?: string[];
+  /** Where docker.io is reached; default https://registry-1.docker.io. Tests point it at a local server. */
+  hubOrigin?: string;
+  /**
+   * A PEM file of CAs trusted besides Node's own, as NODE_EXTRA_CA_CERTS
+   * (which bin/minidock.js hands over under another name, so that Node
+   * does not load it at every start-up).
+   */
+  extraCaCertsFile?: string;
+}
+
+/** Where one registry is reached: the key its credentials and tokens go by, and its origin. */
+interface Endpoint {
+  key: string;
+  origin: URL;
+  mirror: boolean;
+}
+
+/** Parses an http(s) origin given in configuration ("https://host[:port]", no path). */
+function parseOrigin(value: string, what: string): URL {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw new MinidockError('ERR_CONFIG', `${what} ${JSON.stringify(value)} is not a URL`, {
+      hint: 'give it as https://host[:port]',
+    });
+  }
+  if ((url.protocol !== 'https:' && url.protocol !== 'http:') || (url.pathname !== '/' && url.pathname !== '') || url.search !== '' || url.username !== '') {
+    throw new MinidockError('ERR_CONFIG', `${what} ${JSON.stringify(value)}: want http(s)://host[:port] and nothing more`);
+  }
+  return new URL(url.origin);
+}
+
+/**
+ * Reads the extra CAs file (PEM). A file that cannot be used is ignored with
+ * a warning, as Node ignores a bad NODE_EXTRA_CA_CERTS.
+ */
+function readExtraCas(file: string | undefined, logger: Logger): string | undefined {
+  if (file === undefined) return undefined;
+  try {
+    const pem = readFileSync(file, 'utf8');
+    if (!pem.includes('-----BEGIN CERTIFICATE-----')) throw new Error('no PEM certificate in it');
+    return pem;
+  } catch (err) {
+    logger.warn(`ignoring extra CA certificates from ${JSON.stringify(file)}: ${messageOf(err)}`);
+    return undefined;
+  }
 }
 
 /** Per-call options. */
@@ -110,8 +177,8 @@ function display(ref: Reference, tagOrDigest: string): string {
  * for the client's lifetime. Call close() when done; it ends the pools.
  *
  * Plain http is used for loopback registries and those listed in
- * insecureRegistries; https otherwise. docker.io is reached at
- * registry-1.docker.io.
+ * insecureRegistries, unless certs.d holds an entry for the registry;
+ * https otherwise. docker.io is reached at registry-1.docker.io.
  */
 export class RegistryClient {
   readonly #logger: Logger;
@@ -121,17 +188,35 @@ export class RegistryClient {
   readonly #transport: Transport;
   readonly #auth: Authenticator;
   readonly #deadline: number | undefined;
+  readonly #certs: CertsDir;
+  readonly #hubOrigin: URL;
+  readonly #mirrors: Endpoint[];
+  readonly #failedMirrors = new Set<string>();
 
   constructor(options: RegistryClientOptions = {}) {
     this.#logger = options.logger ?? silentLogger;
     this.#insecure = new Set(options.insecureRegistries ?? []);
     this.#userAgent = options.userAgent ?? 'minidock';
     this.#deadline = options.smallBodyDeadlineMs;
+    this.#certs = new CertsDir(options.certsDir, options.systemCAFile);
+    this.#hubOrigin = parseOrigin(options.hubOrigin ?? 'https://registry-1.docker.io', 'hub origin');
+    this.#mirrors = (options.mirrors ?? []).map((m) => {
+      const origin = parseOrigin(m, 'registry mirror');
+      return { key: origin.host, origin, mirror: true };
+    });
+    const extraCas = readExtraCas(options.extraCaCertsFile, this.#logger);
     this.#agent = new Agent({
       keepAliveTimeout: 30_000,
       connections: 8,
       headersTimeout: 60_000,
       bodyTimeout: 60_000,
+      // One pool per origin; https origins get the extra CAs, and those with
+      // a certs.d entry its CAs and client certificate too.
+      factory: (origin, opts) => {
+        const url = new URL(String(origin));
+        const tls = url.protocol === 'https:' ? this.#tlsFor(url.host, extraCas) : undefined;
+        return new Pool(url, tls === undefined ? opts : { ...opts, connect: { ...tls } });
+      },
     });
     this.#transport = new Transport(this.#agent, this.#logger, options.retry);
     this.#auth = new Authenticator({
@@ -140,6 +225,7 @@ export class RegistryClient {
       userAgent: this.#userAgent,
       credentials: options.credentials,
       allowsPlainHttp: (host) => this.#allowsPlainHttp(host),
+      now: options.now,
     });
   }
 
@@ -151,11 +237,15 @@ export class RegistryClient {
    * NotFoundError; bodies over 4 MiB are refused unread.
    */
   async fetchManifest(ref: Reference, tagOrDigest: string, opts: RequestOptions = {}): Promise<FetchedManifest> {
+    return this.#viaMirrors(ref, opts.signal, (e) => this.#fetchManifest(e, ref, tagOrDigest, opts));
+  }
+
+  async #fetchManifest(e: Endpoint, ref: Reference, tagOrDigest: string, opts: RequestOptions): Promise<FetchedManifest> {
     const what = display(ref, tagOrDigest);
     const expected = isDigestString(tagOrDigest) ? parseDigest(tagOrDigest) : undefined;
     const path = `/v2/${ref.repository}/manifests/${expected ?? encodeURIComponent(tagOrDigest)}`;
 
-    const { res, url } = await this.#get(ref, path, { accept: manifestAccept }, opts.signal);
+    const { res, url } = await this.#get(e, ref, path, { accept: manifestAccept }, opts.signal);
     if (res.statusCode !== 200) {
       const err = await responseError('GET', url, res);
       if (res.statusCode === 404) {
@@ -249,11 +339,15 @@ export class RegistryClient {
    * and digest against d. Blobs over 4 MiB are refused before any request.
    */
   async fetchSmallBlob(ref: Reference, d: Descriptor, opts: RequestOptions = {}): Promise<Buffer> {
+    return this.#viaMirrors(ref, opts.signal, (e) => this.#fetchSmallBlob(e, ref, d, opts));
+  }
+
+  async #fetchSmallBlob(e: Endpoint, ref: Reference, d: Descriptor, opts: RequestOptions): Promise<Buffer> {
     const what = `blob ${d.digest}`;
     if (d.size > smallBodyLimit) {
       throw new MinidockError('ERR_TOO_LARGE', `fetch ${what}: ${d.size} bytes is over the 4 MiB limit for configs`);
     }
-    const { res, url } = await this.#get(ref, `/v2/${ref.repository}/blobs/${d.digest}`, {}, opts.signal);
+    const { res, url } = await this.#get(e, ref, `/v2/${ref.repository}/blobs/${d.digest}`, {}, opts.signal);
     if (res.statusCode !== 200) throw this.#withAuthHint(await responseError('GET', url, res));
 
     const raw = await readCapped(res, smallBodyLimit, what, this.#deadline);
@@ -275,6 +369,15 @@ export class RegistryClient {
     d: Descriptor,
     opts: { offset?: number; signal?: AbortSignal } = {},
   ): Promise<OpenedBlob> {
+    return this.#viaMirrors(ref, opts.signal, (e) => this.#openBlob(e, ref, d, opts));
+  }
+
+  async #openBlob(
+    e: Endpoint,
+    ref: Reference,
+    d: Descriptor,
+    opts: { offset?: number; signal?: AbortSignal },
+  ): Promise<OpenedBlob> {
     const offset = opts.offset ?? 0;
     if (!Number.isSafeInteger(offset) || offset < 0) {
       throw new MinidockError('ERR_BAD_ARGUMENT', `open blob ${d.digest}: offset ${offset} is not a byte position`);
@@ -282,7 +385,10 @@ export class RegistryClient {
     const headers: Record<string, string> = {};
     if (offset > 0) headers.range = `bytes=${offset}-`;
 
-    const { res, url } = await this.#get(ref, `/v2/${ref.repository}/blobs/${d.digest}`, headers, opts.signal);
+    const { res, url } =
+      isForeignLayer(d.mediaType) && (d.urls?.length ?? 0) > 0
+        ? await this.#getForeign(d, headers, opts.signal)
+        : await this.#get(e, ref, `/v2/${ref.repository}/blobs/${d.digest}`, headers, opts.signal);
     const length = Number(headerOf(res, 'content-length'));
     const contentLength = Number.isSafeInteger(length) && length >= 0 ? length : undefined;
 
@@ -303,6 +409,52 @@ export class RegistryClient {
       return { body: res.body, offset, contentLength };
     }
     throw this.#withAuthHint(await responseError('GET', url, res));
+  }
+
+  /**
+   * GETs a foreign layer from its urls, in order, until one answers 200 or
+   * 206: never from the registry, never with its credentials, and
+   * following redirects only among the urls' own hosts. The blob is
+   * verified by the caller as any other.
+   */
+  async #getForeign(
+    d: Descriptor,
+    extra: Record<string, string>,
+    signal?: AbortSignal,
+  ): Promise<{ res: Response; url: URL }> {
+    // Each url is checked first, so that the hosts redirects may reach are
+    // known; then tried in order.
+    const hosts = new Set<string>();
+    const candidates = (d.urls ?? []).map((u): URL | string => {
+      let url: URL;
+      try {
+        url = new URL(u);
+      } catch {
+        return `${JSON.stringify(u)}: not a URL`;
+      }
+      if (url.protocol !== 'https:' && url.protocol !== 'http:') return `${redactUrl(url)}: not http(s)`;
+      if (url.protocol === 'http:' && !this.#allowsPlainHttp(url.host)) return `${redactUrl(url)}: plain http`;
+      hosts.add(url.host);
+      return url;
+    });
+    const failures: string[] = [];
+    for (const url of candidates) {
+      if (typeof url === 'string') {
+        failures.push(url);
+        continue;
+      }
+      try {
+        const got = await this.#fetch({ url, hosts, extra, signal });
+        if (got.res.statusCode === 200 || got.res.statusCode === 206) return got;
+        failures.push((await responseError('GET', got.url, got.res)).message);
+      } catch (err) {
+        if (signal?.aborted) throw err;
+        failures.push(`${redactUrl(url)}: ${(err as Error).message}`);
+      }
+    }
+    throw new RegistryError(`fetch foreign layer ${d.digest}: ${failures.join('; ')}`, undefined, false, {
+      hint: 'a foreign layer comes only from the urls its descriptor lists',
+    });
   }
 
   /**
@@ -346,6 +498,17 @@ export class RegistryClient {
     throw await responseError('GET', url, res);
   }
 
+  /**
+   * TLS options for an https host: its certs.d entry (which trusts the
+   * system's CAs too), else Node's CAs; either with the extra CAs added.
+   * Undefined means Node's defaults.
+   */
+  #tlsFor(host: string, extraCas: string | undefined): HostTLS | undefined {
+    const tls = this.#certs.forHost(host);
+    if (extraCas === undefined) return tls;
+    return { ...tls, ca: [...(tls?.ca ?? rootCertificates), extraCas] };
+  }
+
   /** Closes every connection and forgets cached tokens. The client is unusable afterwards. */
   async close(): Promise<void> {
     this.#auth.clear();
@@ -357,8 +520,12 @@ export class RegistryClient {
   }
 
   #origin(registry: string): URL {
-    const host = registry === defaultRegistry ? 'registry-1.docker.io' : registry;
-    return new URL(`${this.#allowsPlainHttp(registry) ? 'http' : 'https'}://${host}`);
+    if (registry === defaultRegistry) return this.#hubOrigin;
+    const host = registry;
+    // certs.d is read here, so that a broken entry is its own error and
+    // not a failed connection.
+    const tls = this.#certs.has(host) && this.#certs.forHost(host) !== undefined;
+    return new URL(`${this.#allowsPlainHttp(registry) && !tls ? 'http' : 'https'}://${host}`);
   }
 
   #withAuthHint(err: RegistryError): RegistryError {
@@ -372,18 +539,22 @@ export class RegistryClient {
   }
 
   /**
-   * GETs path on ref's registry: attaches a cached token, answers one 401
-   * challenge and retries, and follows up to 5 redirects. Authorization is
+   * GETs path on ref's registry: attaches a cached token, answers a 401's
+   * challenge and retries (once more when the registry refuses the new
+   * token with an error such as insufficient_scope, never in a loop), and
+   * follows up to 5 redirects. Authorization is
    * sent only to the registry's own origin and is dropped for good once a
    * redirect leaves it. Returns the final response, whatever its status.
    */
   async #get(
+    e: Endpoint,
     ref: Reference,
     path: string,
     extra: Record<string, string>,
     signal?: AbortSignal,
   ): Promise<{ res: Response; url: URL }> {
-    return this.#getFrom(ref.registry, `repository:${ref.repository}:pull`, path, extra, signal);
+    const url = new URL(path, e.origin);
+    return this.#fetch({ url, registry: { name: e.key, scope: `repository:${ref.repository}:pull` }, extra, signal });
   }
 
   async #getFrom(
@@ -393,10 +564,57 @@ export class RegistryClient {
     extra: Record<string, string>,
     signal?: AbortSignal,
   ): Promise<{ res: Response; url: URL }> {
-    const base = this.#origin(registry);
-    let url = new URL(path, base);
-    let mayAuthorize = true;
-    let answered = false;
+    const url = new URL(path, this.#origin(registry));
+    return this.#fetch({ url, registry: { name: registry, scope }, extra, signal });
+  }
+
+  /**
+   * Runs op against ref's registry. For docker.io, each configured mirror
+   * that has not failed yet is tried first; a mirror that fails (any
+   * error but an abort) is skipped for the rest of the client's life,
+   * with a warning, and the next one, then docker.io itself, is tried.
+   */
+  async #viaMirrors<T>(ref: Reference, signal: AbortSignal | undefined, op: (e: Endpoint) => Promise<T>): Promise<T> {
+    const upstream: Endpoint = { key: ref.registry, origin: this.#origin(ref.registry), mirror: false };
+    if (ref.registry !== defaultRegistry) return op(upstream);
+    const live = this.#mirrors.filter((m) => !this.#failedMirrors.has(m.origin.href));
+    for (const e of [...live, upstream]) {
+      if (!e.mirror) return op(e);
+      try {
+        return await op(e);
+      } catch (err) {
+        if (signal?.aborted) throw err;
+        this.#failedMirrors.add(e.origin.href);
+        this.#logger.warn(`mirror ${e.key}: ${(err as Error).message}; pulling from ${defaultRegistry} instead`);
+      }
+    }
+    return op(upstream);
+  }
+
+  /**
+   * The GET loop under #getFrom and #getForeign. With `registry`, url is on
+   * that registry, which gets its Authorization; without, nothing is
+   * authorized and redirects may go only to `hosts`.
+   */
+  async #fetch(o: {
+    url: URL;
+    registry?: { name: string; scope: string };
+    hosts?: Set<string>;
+    extra: Record<string, string>;
+    signal?: AbortSignal;
+  }): Promise<{ res: Response; url: URL }> {
+    const { extra, signal } = o;
+    const base = o.url;
+    const registry = o.registry?.name ?? '';
+    const scope = o.registry?.scope ?? '';
+    let url = base;
+    let mayAuthorize = o.registry !== undefined;
+    // A 401 to a request without a token is answered once. A 401 refusing
+    // a token is answered once too (re-challenged: a new token for what
+    // the challenge asks), but after a fresh token only when the registry
+    // says why it refused it (invalid_token, insufficient_scope).
+    let answers = 0;
+    let rechallenged = false;
 
     for (let hops = 0; ; ) {
       const onRegistry = mayAuthorize && url.origin === base.origin;
@@ -409,11 +627,14 @@ export class RegistryClient {
         url,
         headers,
         signal,
-        peer: url.origin === base.origin ? `registry ${registry}` : `blob storage ${url.host}`,
+        peer: o.registry === undefined ? `host ${url.host}` : url.origin === base.origin ? `registry ${registry}` : `blob storage ${url.host}`,
       });
 
-      if (res.statusCode === 401 && onRegistry && !answered) {
-        answered = true;
+      const bearerSent = authorization?.startsWith('Bearer ') === true;
+      const mayAnswer = bearerSent ? !rechallenged && (answers === 0 || this.#auth.refusedToken(res)) : answers === 0;
+      if (res.statusCode === 401 && onRegistry && mayAnswer) {
+        answers++;
+        if (bearerSent) rechallenged = true;
         await res.body.dump().catch(() => {});
         const answer = await this.#auth.answer(registry, scope, url, res, authorization, signal);
         if (answer === 'retry') continue;
@@ -447,6 +668,7 @@ export class RegistryClient {
         }
         if (next.protocol !== 'http:' && next.protocol !== 'https:') fail(`Location scheme ${next.protocol} is not http(s)`);
         if (url.protocol === 'https:' && next.protocol === 'http:') fail('refusing a downgrade from https to http');
+        if (o.hosts !== undefined && !o.hosts.has(next.host)) fail(`refusing to leave the layer's hosts for ${next.host}`);
         next.username = '';
         next.password = '';
         if (next.origin !== url.origin) mayAuthorize = false;

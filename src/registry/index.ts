@@ -8,9 +8,13 @@
  * Credentials come from a Docker config.json and its credential helpers
  * (CredentialStore), through RegistryClientOptions.credentials.
  *
+ * TLS trust and client certificates per registry come from a certs.d
+ * directory in Docker's layout (certs.ts); docker.io can go through
+ * mirrors; foreign layers come from their own `urls`. docs/registry.md
+ * describes the protocol as implemented.
+ *
  * Limitations: pull only (no push, no HEAD-based existence checks); no
- * proxy support; tokens are cached in memory only; mirrors and
- * foreign-layer `urls` are not consulted.
+ * proxy support; tokens are cached in memory only.
  */
 export {
   RegistryClient,
@@ -22,6 +26,7 @@ export {
   type ResolvedImage,
 } from './client.js';
 export { parseChallenges, type Challenge } from './challenge.js';
+export { CertsDir, defaultCertsDir, type HostTLS } from './certs.js';
 export type { Credentials, CredentialsLookup } from './auth.js';
 export {
   CredentialStore,
@@ -30,4 +35,10 @@ export {
   serverKey,
   type CredentialStoreOptions,
 } from './credentials.js';
-export { redactUrl, type RetryOptions } from './transport.js';
+export {
+  connectionError,
+  formatDelay,
+  isTemporaryNetworkError,
+  redactUrl,
+  type RetryOptions,
+} from './transport.js';

@@ -15,8 +15,13 @@ export interface RetryOptions {
   tries?: number;
   /** Delay before the first retry; it doubles for each later one. Default 250 ms. */
   baseDelayMs?: number;
-  /** Upper bound on any delay, Retry-After included. Default 10 s. */
+  /** Upper bound on a backoff delay. Default 10 s. */
   maxDelayMs?: number;
+  /**
+   * The longest Retry-After honoured. A server asking for a longer wait is
+   * not retried: its answer goes back to the caller. Default 60 s.
+   */
+  maxRetryAfterMs?: number;
 }
 
 export type Response = Dispatcher.ResponseData;
@@ -28,7 +33,10 @@ export interface SendOptions {
   /** A request body (a token form); never logged. */
   body?: string;
   signal?: AbortSignal;
-  /** Names the far end in connection errors: "registry 127.0.0.1:5000". */
+  /**
+   * Names the far end in messages: "registry 127.0.0.1:5000", "token
+   * service auth.example", "blob storage …"; its last word is the host.
+   */
   peer: string;
 }
 
@@ -147,6 +155,20 @@ const connectCauses: Record<string, { text: string; temporary: boolean }> = {
   UND_ERR_CLOSED: { text: 'connection closed unexpectedly', temporary: true },
 };
 
+// Failures while a body streams that a new request may get past.
+const bodyCauses = new Set(['UND_ERR_BODY_TIMEOUT', 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH', 'UND_ERR_ABORTED_BY_PEER']);
+
+/**
+ * True when err is a dropped or stalled connection (reset, closed, timed
+ * out), one a new request may get past: what resuming a download is for.
+ */
+export function isTemporaryNetworkError(err: unknown): boolean {
+  if (err instanceof RegistryError) return err.temporary;
+  const e = err as { code?: string; cause?: { code?: string } };
+  const code = e?.code ?? e?.cause?.code ?? '';
+  return connectCauses[code]?.temporary === true || bodyCauses.has(code);
+}
+
 function isAbort(err: unknown, signal?: AbortSignal): boolean {
   const e = err as { name?: string; code?: string };
   return signal?.aborted === true || e?.name === 'AbortError' || e?.code === 'UND_ERR_ABORTED';
@@ -158,15 +180,15 @@ export function connectionError(peer: string, err: unknown): RegistryError {
   const code = e?.code ?? e?.cause?.code ?? '';
   const known = connectCauses[code];
   let text = known?.text;
-  if (text === undefined && /CERT|SSL|TLS|SELF_SIGNED/.test(code)) {
-    text = `tls: ${messageOf(err).toLowerCase()}`;
-  }
+  const tls = text === undefined && /CERT|SSL|TLS|SELF_SIGNED|UNABLE_TO_|VERIFY/.test(code);
+  if (tls) text = `tls: ${messageOf(err).toLowerCase()}`;
+  const host = peer.split(' ').at(-1)!;
+  let hint: string | undefined;
+  if (known?.text === 'connection refused' && peer.startsWith('registry ')) hint = `is a registry listening at ${host}?`;
+  if (tls) hint = `a registry with its own CA needs it in certs.d/${host}/ (a .crt file), with a client certificate there if it asks for one`;
   return new RegistryError(`connect to ${peer}: ${text ?? messageOf(err)}`, undefined, known?.temporary ?? false, {
     cause: err,
-    hint:
-      known?.text === 'connection refused' && peer.startsWith('registry ')
-        ? `is a registry listening at ${peer.slice('registry '.length)}?`
-        : undefined,
+    hint,
   });
 }
 
@@ -228,11 +250,18 @@ export async function readErrorBody(method: string, res: Response): Promise<{ co
   return { codes, detail };
 }
 
+/** Formats a delay for people: "12s", "0.25s". */
+export function formatDelay(ms: number): string {
+  return `${Number((ms / 1000).toFixed(ms < 10_000 ? 2 : 0))}s`;
+}
+
 /**
  * Sends requests through one undici Agent (a keep-alive Pool per origin),
  * retrying 429, 5xx and dropped connections with exponential backoff, at
- * most `tries` attempts in all, honouring Retry-After up to `maxDelayMs`.
- * Other statuses, 4xx included, are returned to the caller as they are.
+ * most `tries` attempts in all, honouring Retry-After up to
+ * `maxRetryAfterMs`. Each retry is announced with a warning ("rate limited
+ * by docker.io, retrying in 12s"). Other statuses, 4xx included, are
+ * returned to the caller as they are.
  */
 export class Transport {
   readonly #agent: Agent;
@@ -240,6 +269,7 @@ export class Transport {
   readonly #tries: number;
   readonly #baseDelayMs: number;
   readonly #maxDelayMs: number;
+  readonly #maxRetryAfterMs: number;
 
   constructor(agent: Agent, logger: Logger, retry: RetryOptions = {}) {
     this.#agent = agent;
@@ -247,12 +277,14 @@ export class Transport {
     this.#tries = Math.max(1, retry.tries ?? 3);
     this.#baseDelayMs = retry.baseDelayMs ?? 250;
     this.#maxDelayMs = retry.maxDelayMs ?? 10_000;
+    this.#maxRetryAfterMs = retry.maxRetryAfterMs ?? 60_000;
   }
 
   /** Sends one request (with retries). The caller must consume or destroy the body. */
   async send(opts: SendOptions): Promise<Response> {
     const { method, url, headers, body, signal } = opts;
     const shown = redactUrl(url);
+    const host = opts.peer.split(' ').at(-1)!;
 
     for (let attempt = 1; ; attempt++) {
       let res: Response;
@@ -270,7 +302,7 @@ export class Transport {
         const e = connectionError(opts.peer, err);
         this.#logger.debug(`${method} ${shown}: ${e.message}`);
         if (e.temporary && attempt < this.#tries) {
-          await this.#pause(this.#backoff(attempt), `${method} ${shown}`, e.message, signal);
+          await this.#pause(this.#backoff(attempt), `${e.message.replace(/^connect to /, '')}`, signal);
           continue;
         }
         throw e;
@@ -278,10 +310,11 @@ export class Transport {
 
       this.#logger.debug(`${method} ${shown}: ${statusLine(res)}`);
       const retryable = res.statusCode === 429 || res.statusCode >= 500;
-      if (retryable && attempt < this.#tries) {
-        const after = parseRetryAfter(headerOf(res, 'retry-after'));
+      const after = parseRetryAfter(headerOf(res, 'retry-after'));
+      if (retryable && attempt < this.#tries && (after === undefined || after <= this.#maxRetryAfterMs)) {
         await res.body.dump().catch(() => {});
-        await this.#pause(after ?? this.#backoff(attempt), `${method} ${shown}`, statusLine(res), signal);
+        const why = res.statusCode === 429 ? `rate limited by ${host}` : `${host} answered ${statusLine(res)}`;
+        await this.#pause(after ?? this.#backoff(attempt), why, signal);
         continue;
       }
       return res;
@@ -289,12 +322,11 @@ export class Transport {
   }
 
   #backoff(attempt: number): number {
-    return this.#baseDelayMs * 2 ** (attempt - 1);
+    return Math.min(this.#baseDelayMs * 2 ** (attempt - 1), this.#maxDelayMs);
   }
 
-  async #pause(ms: number, what: string, why: string, signal?: AbortSignal): Promise<void> {
-    const wait = Math.min(ms, this.#maxDelayMs);
-    this.#logger.debug(`retry ${what} in ${wait} ms (${why})`);
-    await sleep(wait, undefined, { signal });
+  async #pause(ms: number, why: string, signal?: AbortSignal): Promise<void> {
+    this.#logger.warn(`${why}, retrying in ${formatDelay(ms)}`);
+    await sleep(ms, undefined, { signal });
   }
 }

@@ -29,6 +29,7 @@ import {
 } from '../store/index.js';
 import { ContainerCgroup } from './cgroups.js';
 import { execute } from './executor.js';
+import { checkOverlaySupport } from './overlay-support.js';
 import { readMergedFile } from './image-files.js';
 import { processStartTime } from './process.js';
 import { generateName, isValidName, newContainerId } from './names.js';
@@ -115,6 +116,8 @@ export async function runContainer(store: Store, options: RunOptions): Promise<n
     limits: options.limits,
     autoRemove: options.autoRemove,
   };
+
+  await checkOverlaySupport(store);
 
   // No lock: the container directory is created exclusively (its id is
   // random), its name is claimed exclusively, and the layers are checked

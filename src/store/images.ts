@@ -87,7 +87,7 @@ export async function lookupImage(
   const idMatch = /^(?:sha256:)?([0-9a-f]{12,64})$/.exec(text);
   if (idMatch) {
     const prefix = idMatch[1]!;
-    const names = (await readdir(store.path('images'))).filter((n) => n.startsWith(prefix));
+    const names = (await readdir(store.path('images'))).filter((n) => n.endsWith('.json') && n.startsWith(prefix));
     if (names.length === 1) return readJSON<ImageRecord>(store.path('images', names[0]!));
   }
   const ref = parse(text);

@@ -12,7 +12,8 @@
  * lower directory named l/<short> relative to layers/ costs 15 bytes where
  * its full path costs about 100.
  */
-import { mkdir, readlink, rename, rm, stat, symlink, unlink } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { lstat, mkdir, readdir, readlink, rename, rm, stat, symlink, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { hexOf, type Digest, type DiffID } from '../digest.js';
 import { MinidockError } from '../errors.js';
@@ -29,6 +30,12 @@ export interface LayerRecord {
   blobs?: Digest[];
   /** The name of the layer's link under layers/l/ (absent for layers stored before links). */
   link?: string;
+  /**
+   * The digest of diff/'s listing as unpacked (see layerTreeDigest), which
+   * `system check` compares with the directory (absent for layers stored
+   * before it was recorded).
+   */
+  tree?: Digest;
 }
 
 /** Returns layers/<hex>, the directory of one layer (diff/ and layer.json inside). */
@@ -82,15 +89,18 @@ export async function commitLayer(store: Store, tmpDir: string, rec: LayerRecord
 
 /**
  * Removes a layer directory and its link. The directory is first renamed
- * into tmp/ so it vanishes atomically. Call with the layer's lock held.
+ * into tmp/ so it vanishes atomically; the link goes after it, so a crash
+ * in between leaves a dangling link (harmless, reused by the next unpack of
+ * the layer, removed by system prune), never a layer without its link.
+ * Call with the layer's lock held.
  */
 export async function removeLayer(store: Store, diffID: DiffID): Promise<void> {
+  await removeTree(store, layerDir(store, diffID), 'rm-layer');
   const target = linkTarget(diffID);
   for (const name of linkCandidates(diffID)) {
     const path = join(layerLinksDir(store), name);
     if ((await readlink(path).catch(() => undefined)) === target) await unlink(path).catch(() => {});
   }
-  await removeTree(store, layerDir(store, diffID), 'rm-layer');
 }
 
 /** Returns layers/l, the directory of the layers' short links. */
@@ -142,4 +152,27 @@ export async function ensureLayerLink(store: Store, diffID: DiffID): Promise<str
     if (existing === target) return name;
   }
   throw new MinidockError('ERR_STORE', `link layer ${diffID}: every name under ${dir} is taken by another entry`);
+}
+
+/**
+ * Returns the digest of a directory tree's listing: for every entry, in
+ * sorted order, its relative path, type and mode bits, owner, size (of
+ * regular files), link target and device number. File contents, times and
+ * xattrs are left out: the listing tells a complete layer from one missing
+ * or holding other entries, quickly; the blob's digest covers the bytes.
+ */
+export async function layerTreeDigest(dir: string): Promise<Digest> {
+  const hash = createHash('sha256');
+  const visit = async (rel: string): Promise<void> => {
+    const path = rel === '' ? dir : join(dir, rel);
+    const st = await lstat(path);
+    const target = st.isSymbolicLink() ? await readlink(path) : '';
+    const size = st.isFile() ? st.size : 0;
+    hash.update(`${rel}\0${st.mode.toString(8)}\0${st.uid}:${st.gid}\0${size}\0${target}\0${st.rdev}\n`);
+    if (!st.isDirectory()) return;
+    const names = (await readdir(path)).sort();
+    for (const name of names) await visit(rel === '' ? name : join(rel, name));
+  };
+  await visit('');
+  return `sha256:${hash.digest('hex')}` as Digest;
 }

@@ -11,8 +11,11 @@
  *   repositories.json          tags: "registry/repo:tag" → image id
  *   names/<name>               a container name's claim, holding its id
  *   containers/<id>/           state.json, upper/, work/, rootfs/
- *   tmp/                       partial downloads and unpacks, never read as content
- *   locks/                     lock files (proper-lockfile)
+ *   tmp/                       unpacks, load extractions and writes in progress, never
+ *                              read as content; tmp/partial-<alg>-<hex>: a layer
+ *                              download kept for the next pull, whose bytes are
+ *                              verified again
+ *   locks/                     lock files (flock(2))
  *
  * Everything that becomes visible under blobs/, layers/ or images/ gets there
  * by rename from tmp/, so a crash never leaves a partial entry under a final

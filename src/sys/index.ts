@@ -13,4 +13,7 @@ export {
   makedev,
   mknod,
   splitDev,
+  tryFlock,
+  direntType,
+  DT_UNKNOWN,
 } from './libc.js';

@@ -25,6 +25,10 @@ interface Libc {
   lsetxattr: Fn;
   lgetxattr: Fn;
   llistxattr: Fn;
+  flock: Fn;
+  opendir: Fn;
+  readdir: (dir: unknown) => { d_type: number; d_name: string } | null;
+  closedir: Fn;
 }
 
 /** A libc call that returned -1; `errno` and `errnoCode` say why. */
@@ -63,8 +67,30 @@ function load(): Libc {
       'intptr_t lgetxattr(const char *path, const char *name, void *value, size_t size)',
     ),
     llistxattr: lib.func('intptr_t llistxattr(const char *path, void *list, size_t size)'),
+    flock: lib.func('int flock(int fd, int operation)'),
+    ...bindReaddir(koffi, lib),
   };
   return libc;
+}
+
+// struct dirent as glibc lays it out on 64-bit Linux (readdir64's).
+function bindReaddir(koffi: Koffi, lib: ReturnType<Koffi['load']>) {
+  const dirent = koffi.struct('minidock_dirent', {
+    d_ino: 'uint64',
+    d_off: 'int64',
+    d_reclen: 'uint16',
+    d_type: 'uint8',
+    d_name: koffi.array('char', 256, 'String'),
+  });
+  const readdir = lib.func('readdir', koffi.pointer(dirent), ['void *']);
+  return {
+    opendir: lib.func('void *opendir(const char *name)'),
+    readdir: (dir: unknown) => {
+      const ptr = readdir(dir);
+      return ptr ? (koffi.decode(ptr, dirent) as { d_type: number; d_name: string }) : null;
+    },
+    closedir: lib.func('int closedir(void *dir)'),
+  };
 }
 
 // glibc 2.33 made mknod a real exported symbol; before that the header
@@ -211,4 +237,61 @@ export function llistxattr(path: string): string[] {
     }
   }
   throw new MinidockError('ERR_SYSCALL', `llistxattr ${JSON.stringify(path)}: keeps changing size`);
+}
+
+/** flock(2) operations. */
+export const LOCK_SH = 1;
+export const LOCK_EX = 2;
+export const LOCK_NB = 4;
+const EWOULDBLOCK = 11;
+const EINTR = 4;
+
+/**
+ * Takes an flock(2) on the open file fd without waiting: exclusive, or
+ * shared with other shared holders. Returns false when another open file
+ * holds a conflicting lock. The kernel drops the lock when the file is
+ * closed or its process dies, however it dies. `path` only names the file
+ * in errors. Throws SyscallError.
+ */
+export function tryFlock(fd: number, path: string, mode: 'shared' | 'exclusive'): boolean {
+  const { flock, koffi } = load();
+  const op = (mode === 'shared' ? LOCK_SH : LOCK_EX) | LOCK_NB;
+  for (;;) {
+    if (flock(fd, op) === 0) {
+      return true;
+    }
+    const errno = koffi.errno();
+    if (errno === EWOULDBLOCK) {
+      return false;
+    }
+    if (errno !== EINTR) {
+      fail('flock', path);
+    }
+  }
+}
+
+/** d_type when the filesystem does not say (struct dirent). */
+export const DT_UNKNOWN = 0;
+
+/**
+ * Returns the d_type that readdir(3) reports for the entry `name` of
+ * directory dir (DT_UNKNOWN, 0, on a filesystem that does not record file
+ * types), or undefined when dir has no such entry. Throws SyscallError.
+ */
+export function direntType(dir: string, name: string): number | undefined {
+  const { opendir, readdir, closedir } = load();
+  const handle = opendir(dir);
+  if (!handle) {
+    fail('opendir', dir);
+  }
+  try {
+    for (let entry = readdir(handle); entry !== null; entry = readdir(handle)) {
+      if (entry.d_name === name) {
+        return entry.d_type;
+      }
+    }
+    return undefined;
+  } finally {
+    closedir(handle);
+  }
 }

@@ -11,6 +11,7 @@ import { silentLogger, type Logger } from '../log.js';
 import { S_IFBLK, S_IFCHR, S_IFIFO, lsetxattr, makedev, mknod } from '../sys/index.js';
 import { entryComponents, parseWhiteout, type Whiteout } from './entry-name.js';
 import { PaxTap, parsePaxRecords, type TappedEntry } from './pax-tap.js';
+import { BadSparseError, sparseSpecOf, writeSparse } from './sparse.js';
 
 /** What applyLayer did. */
 export interface LayerStats {
@@ -54,8 +55,9 @@ const { O_WRONLY, O_CREAT, O_EXCL, O_NOFOLLOW } = fs.constants;
  * Nothing outside `dir` is created or changed, whatever the entries' names
  * and links say: names with "..", paths through a symlink the layer
  * planted, hard links out of the layer and whiteouts that name nothing are
- * refused with UnsafePathError, which fails the whole layer. Tar entry
- * types it does not know (GNU sparse and others) fail with
+ * refused with UnsafePathError, which fails the whole layer. GNU sparse
+ * files (all four formats) are written with their holes. Tar entry types
+ * it does not know (GNU dump directories, volume headers) fail with
  * NotImplementedError. Other failures are MinidockErrors naming the entry.
  *
  * Not atomic: after a failure `dir` holds part of the layer, and the caller
@@ -105,6 +107,12 @@ export async function applyLayer(
     tar.off('error', onError);
   }
 
+  // Docker reads such a layer and ignores the rest; umoci warns. The bytes
+  // still count for the diffID, which the caller computes over all of them.
+  if (tap.trailing.nonZero) {
+    const n = tap.trailing.bytes;
+    options.logger?.warn(`apply layer ${dir}: ignore ${n} bytes of trailing data after the tar's end`);
+  }
   options.logger?.debug(`apply layer ${dir}: ${stats.entries} entries, ${stats.bytes} bytes`);
   return stats;
 }
@@ -132,6 +140,12 @@ function wrapReadError(err: unknown, signal: AbortSignal | undefined): unknown {
   return new MinidockError('ERR_BAD_LAYER', `read layer tar: ${messageOf(err).toLowerCase()}`, {
     cause: err,
   });
+}
+
+/** A hard link entry waiting for its target to be created. */
+interface PendingLink {
+  rel: string;
+  name: string;
 }
 
 /** Directory metadata applied at the end, once no child changes its mtime. */
@@ -167,6 +181,10 @@ class LayerApplier {
   readonly #dirTimes = new Map<string, DirTimes>();
   // Whiteout devices this layer made, by relative path.
   readonly #whiteouts = new Set<string>();
+  // Directories this layer marked opaque.
+  readonly #opaque = new Set<string>();
+  // Hard links whose target has not been seen yet, by target path.
+  readonly #pendingLinks = new Map<string, PendingLink[]>();
   // Whether the current entry's data has been read.
   #consumed = false;
 
@@ -179,6 +197,12 @@ class LayerApplier {
   async apply(header: TarHeader, tapped: TappedEntry, entry: Entry): Promise<number> {
     try {
       this.#consumed = false;
+      // A PAX sparse file's real name (GNU tar puts a made-up one, such
+      // as "./GNUSparseFile.0/f", in the header); Go reads it so too.
+      const sparseName = header.pax?.['GNU.sparse.name'];
+      if (sparseName !== undefined && sparseName !== '') {
+        header.name = sparseName;
+      }
       const written = await this.#apply(header, tapped, entry);
 
       // Entries other than files may still carry data (a whiteout with
@@ -192,8 +216,15 @@ class LayerApplier {
     }
   }
 
-  /** Sets directory times, after every entry has been applied. */
+  /**
+   * Fails on hard links whose target never came; then sets directory
+   * times, after every entry has been applied.
+   */
   finish(): void {
+    for (const [targetRel, links] of this.#pendingLinks) {
+      const quoted = JSON.stringify(targetRel);
+      throw badLayer(links[0].name, `hard link target ${quoted} is not in the layer`);
+    }
     for (const [rel, t] of this.#dirTimes) {
       const abs = this.#abs(rel);
       try {
@@ -220,6 +251,7 @@ class LayerApplier {
 
     const base = parts[parts.length - 1];
     const parent = parts.slice(0, -1);
+    this.#dropPendingLink(rel);
     const whiteout = parseWhiteout(base, header.name);
     if (whiteout !== undefined) {
       this.#applyWhiteout(header.name, parent, whiteout);
@@ -236,16 +268,10 @@ class LayerApplier {
         return 0;
       case 'file':
       case 'contiguous-file':
-        // GNU tar's PAX sparse formats (0.x, 1.0) look like regular files
-        // whose data starts with a sparse map; writing them as-is would
-        // silently corrupt the file.
-        if (Object.keys(header.pax ?? {}).some((k) => k.startsWith('GNU.sparse.'))) {
-          throw new NotImplementedTypeError('S', 'PAX');
-        }
-        return this.#applyFile(rel, header, tapped, entry);
+        return this.#linkPending(rel, await this.#applyFile(rel, header, tapped, entry));
       case 'symlink':
         this.#applySymlink(rel, header, tapped);
-        return 0;
+        return this.#linkPending(rel, 0);
       case 'link':
         this.#applyHardlink(rel, header);
         return 0;
@@ -253,8 +279,12 @@ class LayerApplier {
       case 'block-device':
       case 'fifo':
         this.#applyNode(rel, header, tapped);
-        return 0;
+        return this.#linkPending(rel, 0);
       default:
+        // tar-stream has no type for old GNU sparse files.
+        if (tapped.typeflag === 'S') {
+          return this.#linkPending(rel, await this.#applyFile(rel, header, tapped, entry));
+        }
         throw new NotImplementedTypeError(tapped.typeflag);
     }
   }
@@ -299,7 +329,7 @@ class LayerApplier {
         fs.unlinkSync(abs);
         this.#whiteouts.delete(rel);
         mkdirExact(abs, 0o755);
-        lsetxattr(abs, opaqueXattr, Buffer.from('y'));
+        this.#markOpaque(rel);
       } else if (!st.isDirectory()) {
         throw badLayer(entryName, `${JSON.stringify(rel)} is not a directory`);
       }
@@ -336,7 +366,11 @@ class LayerApplier {
 
     const parentRel = parent.join('/');
     if (whiteout.kind === 'opaque') {
-      lsetxattr(this.#abs(parentRel), opaqueXattr, Buffer.from('y'));
+      this.#markOpaque(parentRel);
+      return;
+    }
+    if (this.#underOpaque(parentRel)) {
+      this.#logger.debug(`apply layer entry ${JSON.stringify(entryName)}: under an opaque directory`);
       return;
     }
 
@@ -354,8 +388,43 @@ class LayerApplier {
 
     // rel is this layer's own entry: keep it (see above).
     if (this.#dirs.has(rel)) {
-      lsetxattr(abs, opaqueXattr, Buffer.from('y'));
+      this.#markOpaque(rel);
     }
+  }
+
+  /**
+   * Marks the directory rel opaque, and removes the whiteouts this layer
+   * made below it. They are moot (nothing below an opaque directory shows
+   * through), and harmful: overlayfs reads an opaque directory as a plain
+   * one, so its whiteout devices would be listed by readdir as names that
+   * cannot be opened. Later whiteouts below rel are skipped likewise.
+   */
+  #markOpaque(rel: string): void {
+    lsetxattr(this.#abs(rel), opaqueXattr, Buffer.from('y'));
+    this.#opaque.add(rel);
+    const prefix = rel === '' ? '' : `${rel}/`;
+    for (const w of this.#whiteouts) {
+      if (w.startsWith(prefix)) {
+        fs.unlinkSync(this.#abs(w));
+        this.#whiteouts.delete(w);
+      }
+    }
+  }
+
+  /** Whether rel is, or is below, a directory this layer made opaque. */
+  #underOpaque(rel: string): boolean {
+    if (this.#opaque.has('')) {
+      return true;
+    }
+    let at = rel;
+    while (at !== '') {
+      if (this.#opaque.has(at)) {
+        return true;
+      }
+      const slash = at.lastIndexOf('/');
+      at = slash < 0 ? '' : at.slice(0, slash);
+    }
+    return false;
   }
 
   /**
@@ -386,7 +455,7 @@ class LayerApplier {
 
   #forgetTree(rel: string): void {
     const prefix = `${rel}/`;
-    for (const set of [this.#dirs, this.#whiteouts]) {
+    for (const set of [this.#dirs, this.#whiteouts, this.#opaque]) {
       for (const p of set) {
         if (p === rel || p.startsWith(prefix)) {
           set.delete(p);
@@ -412,7 +481,7 @@ class LayerApplier {
       if (!merge) {
         fs.mkdirSync(abs, 0o700);
         if (wasWhiteout) {
-          lsetxattr(abs, opaqueXattr, Buffer.from('y'));
+          this.#markOpaque(rel);
         }
       }
     }
@@ -448,7 +517,10 @@ class LayerApplier {
     this.#consumed = true;
     try {
       const size = header.size ?? 0;
-      if (size <= smallFile) {
+      const sparse = sparseSpecOf(header.pax, tapped);
+      if (sparse !== undefined) {
+        written = await writeSparse(fd, readEntry(entry), sparse);
+      } else if (size <= smallFile) {
         const chunks: Buffer[] = [];
         for await (const chunk of readEntry(entry)) {
           chunks.push(chunk);
@@ -516,17 +588,28 @@ class LayerApplier {
       return;
     }
 
-    this.#checkExistingParent(header.name, parts.slice(0, -1));
+    const targetSeen = this.#checkExistingParent(header.name, parts.slice(0, -1));
     const target = this.#abs(targetRel);
-    const st = lstatOrUndefined(target);
-    if (st === undefined) {
-      const quoted = JSON.stringify(linkname);
-      throw badLayer(header.name, `hard link target ${quoted} is not in the layer`);
+    const st = targetSeen ? lstatOrUndefined(target) : undefined;
+    if (st === undefined || this.#pendingLinks.has(targetRel)) {
+      // A target later in the tar: link when it comes (see linkPending).
+      const links = this.#pendingLinks.get(targetRel) ?? [];
+      links.push({ rel, name: header.name });
+      this.#pendingLinks.set(targetRel, links);
+      return;
     }
-    if (st.isDirectory()) {
-      throw badLayer(header.name, `hard link target ${JSON.stringify(linkname)} is a directory`);
-    }
+    this.#link(rel, header.name, targetRel, st);
+  }
 
+  /**
+   * Links rel to targetRel, an entry of this layer that exists now, then
+   * the links that were waiting for rel. rel's parent must be verified.
+   */
+  #link(rel: string, entryName: string, targetRel: string, st: fs.Stats): void {
+    if (st.isDirectory()) {
+      throw badLayer(entryName, `hard link target ${JSON.stringify(targetRel)} is a directory`);
+    }
+    const target = this.#abs(targetRel);
     const abs = this.#abs(rel);
     try {
       fs.linkSync(target, abs);
@@ -540,10 +623,52 @@ class LayerApplier {
     if (this.#whiteouts.has(targetRel)) {
       this.#whiteouts.add(rel);
     }
+    this.#linkPending(rel, 0);
   }
 
-  /** Like ensureParent, for a path that must already exist. */
-  #checkExistingParent(entryName: string, parent: string[]): void {
+  /**
+   * Creates the hard links that were waiting for rel, just created, as if
+   * each came right after it in the tar: its parent is checked (and made)
+   * again now, since entries in between may have changed it. Returns
+   * passThrough, for the caller's convenience.
+   *
+   * Docker and umoci fail a layer whose hard link comes before its target
+   * (link(2) finds nothing); GNU tar and Go's writer never write one. We
+   * accept it, as the tar still says which names share one file.
+   */
+  #linkPending(rel: string, passThrough: number): number {
+    const links = this.#pendingLinks.get(rel);
+    if (links === undefined) {
+      return passThrough;
+    }
+    this.#pendingLinks.delete(rel);
+    const st = fs.lstatSync(this.#abs(rel));
+    for (const link of links) {
+      const parts = entryComponents(link.name);
+      this.#ensureParent(link.name, parts.slice(0, -1), false);
+      this.#link(link.rel, link.name, rel, st);
+    }
+    return passThrough;
+  }
+
+  // A later entry named rel replaces a hard link to rel that still waits.
+  #dropPendingLink(rel: string): void {
+    for (const [targetRel, links] of this.#pendingLinks) {
+      const kept = links.filter((l) => l.rel !== rel);
+      if (kept.length === 0) {
+        this.#pendingLinks.delete(targetRel);
+      } else if (kept.length !== links.length) {
+        this.#pendingLinks.set(targetRel, kept);
+      }
+    }
+  }
+
+  /**
+   * Like ensureParent, for a hard link target's parent: true when each
+   * component is a real directory, false when one is missing (the target
+   * may come later). Throws for a symlink or a non-directory among them.
+   */
+  #checkExistingParent(entryName: string, parent: string[]): boolean {
     let rel = '';
     for (const part of parent) {
       rel = rel === '' ? part : `${rel}/${part}`;
@@ -551,13 +676,17 @@ class LayerApplier {
         continue;
       }
       const st = lstatOrUndefined(this.#abs(rel));
-      if (st?.isSymbolicLink()) {
+      if (st === undefined) {
+        return false;
+      }
+      if (st.isSymbolicLink()) {
         const why = `hard link target goes through symlink ${JSON.stringify(rel)}`;
         throw new UnsafePathError(entryName, why);
       }
       const quoted = JSON.stringify(rel);
-      throw badLayer(entryName, `hard link target directory ${quoted} is not in the layer`);
+      throw badLayer(entryName, `hard link target directory ${quoted} is not a directory`);
     }
+    return true;
   }
 
   #applyNode(rel: string, header: TarHeader, tapped: TappedEntry): void {
@@ -733,10 +862,7 @@ function errnoCode(err: unknown): string | undefined {
 }
 
 class NotImplementedTypeError extends Error {
-  constructor(
-    readonly typeflag: string,
-    readonly format = '',
-  ) {
+  constructor(readonly typeflag: string) {
     super(`tar entry type ${JSON.stringify(typeflag)}`);
   }
 }
@@ -748,7 +874,10 @@ function entryError(name: string, err: unknown): unknown {
     return err;
   }
   if (err instanceof NotImplementedTypeError) {
-    return notImplementedType(name, err.typeflag, err.format);
+    return notImplementedType(name, err.typeflag);
+  }
+  if (err instanceof BadSparseError) {
+    return badLayer(name, err.message);
   }
   const where = JSON.stringify(name);
   return new MinidockError('ERR_UNPACK', `apply layer entry ${where}: ${messageOf(err)}`, {
@@ -757,16 +886,15 @@ function entryError(name: string, err: unknown): unknown {
 }
 
 const typeNames: Record<string, string> = {
-  S: 'GNU sparse file',
   D: 'GNU dump directory',
   M: 'GNU multi-volume continuation',
   V: 'GNU volume header',
 };
 
-function notImplementedType(name: string, typeflag: string, format: string): MinidockError {
+function notImplementedType(name: string, typeflag: string): MinidockError {
   const known = typeNames[typeflag];
-  const what = known === undefined ? `type ${JSON.stringify(typeflag)}` : `${format} ${known}`;
-  return new NotImplementedError(`tar entry ${what.trim()} (entry ${JSON.stringify(name)})`, {
-    hint: 'repack the layer without sparse or GNU-only entries (Go archive/tar, GNU tar -H posix)',
+  const what = known === undefined ? `type ${JSON.stringify(typeflag)}` : known;
+  return new NotImplementedError(`tar entry ${what} (entry ${JSON.stringify(name)})`, {
+    hint: 'repack the layer without GNU-only entries (Go archive/tar, GNU tar -H posix)',
   });
 }

@@ -9,13 +9,16 @@
  *
  * Limitations:
  * - Needs root: chown, mknod and trusted.* xattrs (no rootless mode).
- * - zstd needs a Node.js with zstd in node:zlib (22.15+); Node 20 has none.
+ * - zstd needs a Node.js with zstd in node:zlib (22.15+) or the zstd command
+ *   (Debian's zstd package), run as a streaming subprocess.
  * - Entry names are decoded as UTF-8 by tar-stream, so names that are not
  *   valid UTF-8 are mangled (never into "/" or "..", so never unsafely).
- * - GNU sparse files and other non-POSIX entry types are refused.
+ * - GNU sparse files are read in all four formats (old GNU, PAX 0.0, 0.1,
+ *   1.0) and written with holes; other GNU-only entry types (D, M, V)
+ *   are refused.
  * - LIBARCHIVE.xattr.* records are ignored; SCHILY.xattr.* are applied.
  * - The root entry ("./") is skipped, as Docker does.
  */
 export { applyLayer, type ApplyLayerOptions, type LayerStats } from './apply-layer.js';
-export { decompressor } from './decompress.js';
+export { checkDecompressor, decompressor } from './decompress.js';
 export { TarTailStream } from './tar-tail.js';

@@ -20,6 +20,7 @@ import { MinidockError } from '../errors.js';
 const maxMetaSize = 4 * 1024 * 1024;
 
 const typePax = 0x78; // 'x'
+const typeOldSparse = 0x53; // 'S'
 const typeGlobal = 0x67; // 'g'
 const metaTypes = new Set([typePax, typeGlobal, 0x4c /* L */, 0x4b /* K */, 0x4e /* N */]);
 
@@ -33,6 +34,18 @@ export interface TappedEntry {
   pax?: Buffer;
   /** Raw records of the last global PAX header before the entry. */
   globalPax?: Buffer;
+  /** For an old GNU sparse entry (typeflag "S"): its map and real size. */
+  sparse?: SparseMap;
+}
+
+/**
+ * Where a sparse file's data goes: segments of [offset, length] in file
+ * order, the entry's data being their bytes one after the other; the
+ * file is realSize bytes long, holes between the segments.
+ */
+export interface SparseMap {
+  segments: Array<[offset: number, length: number]>;
+  realSize: number;
 }
 
 /** One "length key=value\n" record, with the value left as bytes. */
@@ -106,12 +119,34 @@ function isZeroBlock(block: Buffer): boolean {
 
 const padded = (n: number) => Math.ceil(n / 512) * 512;
 
+// Reads up to count old GNU sparse entries (12-byte offset, 12-byte
+// length) from block at offset; an empty offset field ends them.
+function readSparseEntries(
+  block: Buffer,
+  offset: number,
+  count: number,
+  into: Array<[number, number]>,
+): void {
+  for (let i = 0; i < count; i++) {
+    const at = offset + i * 24;
+    if (block[at] === 0) {
+      return;
+    }
+    into.push([headerNumber(block, at, 12), headerNumber(block, at + 12, 12)]);
+  }
+}
+
 /**
  * The tap. Pipe the uncompressed tar through it into tar-stream's
  * extractor, and call takeEntry(header.byteOffset) on each 'entry'.
  */
 export class PaxTap extends Transform {
   #offset = 0; // bytes seen so far
+  #removed = 0; // bytes of them not passed on (sparse extension blocks)
+  // An old GNU sparse entry whose extension blocks are being read.
+  #ext?: { entry: TappedEntry; dataSize: number };
+  #extBlock = Buffer.alloc(512);
+  #extFill = 0;
   #header = Buffer.alloc(512);
   #headerFill = 0;
   #skip = 0; // data bytes still to pass without looking
@@ -120,6 +155,15 @@ export class PaxTap extends Transform {
   #globalPax?: Buffer;
   #queue: TappedEntry[] = [];
   #lost = false; // framing failed; tar-stream will report the error
+  #zeroBlocks = 0; // zero header blocks in a row
+  #ended = false; // past the two end-of-archive blocks
+
+  /**
+   * What followed the end-of-archive blocks: how many bytes, and whether
+   * any was not zero (zero padding to a record size is normal). Those
+   * bytes are not passed on to the parser.
+   */
+  readonly trailing = { bytes: 0, nonZero: false };
 
   /**
    * Returns what the tap saw for the entry whose data starts at
@@ -141,21 +185,60 @@ export class PaxTap extends Transform {
   }
 
   override _transform(chunk: Buffer, _encoding: BufferEncoding, done: TransformCallback): void {
+    const out: Buffer[] = [];
+    let end = chunk.length;
     try {
-      if (!this.#lost) {
-        this.#scan(chunk);
+      if (this.#ended) {
+        end = 0;
+      } else if (this.#lost) {
+        out.push(chunk);
+      } else {
+        end = this.#scan(chunk, out);
       }
     } catch (err) {
       done(err as Error);
       return;
     }
+    if (end < chunk.length) {
+      const rest = chunk.subarray(end);
+      this.trailing.bytes += rest.length;
+      this.trailing.nonZero ||= rest.some((b) => b !== 0);
+    }
     this.#offset += chunk.length;
-    done(null, chunk);
+    for (const piece of out) {
+      this.push(piece);
+    }
+    done();
   }
 
-  #scan(chunk: Buffer): void {
+  /**
+   * Follows the framing through chunk, adding to out what the parser is
+   * to see of it; returns where the archive ended in it.
+   */
+  #scan(chunk: Buffer, out: Buffer[]): number {
     let pos = 0;
-    while (pos < chunk.length) {
+    let from = 0; // start of the bytes to pass on
+    while (pos < chunk.length && !this.#ended) {
+      // Extension blocks of an old GNU sparse header: tar-stream does not
+      // know them, so they are kept from it, and the entry's data follows
+      // its header as tar-stream expects.
+      if (this.#ext !== undefined) {
+        if (from < pos) {
+          out.push(chunk.subarray(from, pos));
+        }
+        const n = Math.min(512 - this.#extFill, chunk.length - pos);
+        chunk.copy(this.#extBlock, this.#extFill, pos, pos + n);
+        this.#extFill += n;
+        this.#removed += n;
+        pos += n;
+        from = pos;
+        if (this.#extFill === 512) {
+          this.#extFill = 0;
+          this.#onExtBlock(this.#ext);
+        }
+        continue;
+      }
+
       if (this.#skip > 0) {
         const n = Math.min(this.#skip, chunk.length - pos);
         this.#skip -= n;
@@ -183,15 +266,42 @@ export class PaxTap extends Transform {
       pos += n;
       if (this.#headerFill === 512) {
         this.#headerFill = 0;
-        this.#onHeader(this.#offset + pos - 512);
+        // In the parser's terms: what it has seen so far.
+        this.#onHeader(this.#offset + pos - 512 - this.#removed);
       }
+    }
+    if (from < pos) {
+      out.push(chunk.subarray(from, pos));
+    }
+    return pos;
+  }
+
+  #onExtBlock(ext: { entry: TappedEntry; dataSize: number }): void {
+    const block = this.#extBlock;
+    // 21 entries of 24 bytes, then the "isextended" flag.
+    readSparseEntries(block, 0, 21, ext.entry.sparse!.segments);
+    if (block[504] === 0) {
+      this.#ext = undefined;
+      this.#skip = padded(ext.dataSize);
     }
   }
 
   #onHeader(start: number): void {
     const block = this.#header;
+    // Two zero blocks end the archive. One alone may end it too (when the
+    // input stops there), but a header after one is refused, as Go's
+    // archive/tar refuses it: Docker would stop at that block and never
+    // see the entries after it, and minidock must not show them either.
     if (isZeroBlock(block)) {
+      this.#zeroBlocks++;
+      this.#ended = this.#zeroBlocks === 2;
       return;
+    }
+    if (this.#zeroBlocks > 0) {
+      throw new MinidockError(
+        'ERR_BAD_LAYER',
+        `read layer tar: a header follows a lone zero block at byte ${start - 512}`,
+      );
     }
 
     const type = block[156];
@@ -232,13 +342,25 @@ export class PaxTap extends Transform {
     if (pax !== undefined) {
       dataSize = paxSize(pax) ?? paxSize(this.#globalPax) ?? size;
     }
-    this.#queue.push({
+    const entry: TappedEntry = {
       dataOffset: start + 512,
       typeflag: type === 0 ? '0' : String.fromCharCode(type),
       pax,
       globalPax: this.#globalPax,
-    });
+    };
+    this.#queue.push(entry);
     this.#skip = isDir ? 0 : padded(dataSize);
+
+    // Old GNU sparse: 4 map entries in the header, the real size, and a
+    // flag saying whether extension blocks with more entries follow.
+    if (type === typeOldSparse) {
+      entry.sparse = { segments: [], realSize: headerNumber(block, 483, 12) };
+      readSparseEntries(block, 386, 4, entry.sparse.segments);
+      if (block[482] !== 0) {
+        this.#ext = { entry, dataSize };
+        this.#skip = 0;
+      }
+    }
   }
 
   #endMeta(type: number, data: Buffer): void {

@@ -5,27 +5,17 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { cliPath, makeTestRoot, repoRoot, runCli } from '../helpers/cli.js';
+import { startFixtureRegistry } from '../helpers/fixture-registry.js';
 import { fixtureLayouts } from '../helpers/fixtures.js';
 import { runCliOnPty } from '../helpers/pty.js';
+import { assertBlobsVerify } from '../helpers/store-check.js';
 import { startRegistry, type TestRegistry } from '../helpers/registry.js';
 
 const skip = process.getuid?.() !== 0 ? 'needs root (namespaces, overlay, cgroups)' : false;
-
-/** Every blob in the store hashes to its name. */
-async function assertStoreBlobsVerify(root: string): Promise<number> {
-  const dir = join(root, 'blobs', 'sha256');
-  const names = await readdir(dir);
-  for (const hex of names) {
-    const actual = createHash('sha256').update(await readFile(join(dir, hex))).digest('hex');
-    assert.equal(actual, hex, `blob ${hex} matches its digest`);
-  }
-  return names.length;
-}
 
 describe('minidock pull and run', { skip }, () => {
   let registry: TestRegistry;
@@ -36,15 +26,8 @@ describe('minidock pull and run', { skip }, () => {
   const cli = (args: string[], input?: string) => runCli(args, { root, input });
 
   before(async () => {
-    const layouts = await fixtureLayouts();
-    registry = await startRegistry();
-    await registry.push(join(layouts, 'busybox'), 'library/busybox', 'latest');
-    await registry.push(join(layouts, 'layered'), 'library/layered', 'latest');
-    await registry.push(join(layouts, 'multiarch'), 'library/multiarch', 'latest', { all: true });
+    ({ registry, busybox, layered, multiarch } = await startFixtureRegistry());
     root = makeTestRoot();
-    busybox = `${registry.host}/library/busybox:latest`;
-    layered = `${registry.host}/library/layered:latest`;
-    multiarch = `${registry.host}/library/multiarch:latest`;
   });
 
   after(async () => {
@@ -57,8 +40,16 @@ describe('minidock pull and run', { skip }, () => {
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.stdout, `${busybox}\n`);
     assert.match(r.stderr, /Pull complete/);
-    assert.match(r.stderr, /Digest: sha256:[0-9a-f]{64}/);
-    assert.ok((await assertStoreBlobsVerify(root)) >= 3, 'manifest, config and layer are stored');
+    const digest = /^Digest: (sha256:[0-9a-f]{64})$/m.exec(r.stderr)?.[1];
+    assert.ok(digest, r.stderr);
+    assert.match(r.stderr, /^Image ID: sha256:[0-9a-f]{64}\nStatus: Downloaded newer image for /m);
+    assert.ok((await assertBlobsVerify(root)) >= 3, 'manifest, config and layer are stored');
+
+    // -q: the resolved digest on stdout, and nothing else anywhere.
+    const quiet = await cli(['pull', '-q', busybox]);
+    assert.equal(quiet.code, 0, quiet.stderr);
+    assert.equal(quiet.stdout, `${digest}\n`);
+    assert.equal(quiet.stderr, '');
 
     const again = await cli(['pull', busybox]);
     assert.equal(again.code, 0, again.stderr);
@@ -72,6 +63,20 @@ describe('minidock pull and run', { skip }, () => {
     assert.match(r.stdout, /^[0-9a-f]{12}\n$/);
     const named = await cli(['run', '--rm', '--hostname', 'box1', busybox, 'hostname']);
     assert.equal(named.stdout, 'box1\n');
+  });
+
+  test('started by its #! line, Node skips NODE_EXTRA_CA_CERTS and the container still gets it', async () => {
+    const file = join(root, 'no-such-ca.pem');
+    const line = ['run', '--rm', '-e', 'NODE_EXTRA_CA_CERTS', busybox, 'sh', '-c', 'echo "$NODE_EXTRA_CA_CERTS"'];
+    const env = { NODE_EXTRA_CA_CERTS: file };
+    // Node warns at start-up when it cannot load the file: it does so
+    // under plain `node`, and never tried through the launcher.
+    for (const direct of [false, true]) {
+      const r = await runCli(line, { root, env, direct });
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(r.stdout, `${file}\n`);
+      assert.equal(/Ignoring extra certs/.test(r.stderr), !direct, r.stderr);
+    }
   });
 
   test('/etc/hostname and /etc/hosts name the container', async () => {
@@ -385,6 +390,12 @@ describe('minidock pull and run', { skip }, () => {
     assert.equal(rm.code, 0, rm.stderr);
     assert.doesNotMatch((await cli(['ps', '-a'])).stdout, /keeper/);
 
+    // Several names: each failure on its own line, and the status is
+    // minidock's own error, as for one name.
+    const two = await cli(['rm', 'nosuch1', 'nosuch2']);
+    assert.equal(two.code, 125);
+    assert.deepEqual(two.stderr.trim().split('\n').map((l) => l.startsWith('minidock: ') && /nosuch[12]/.test(l)), [true, true]);
+
     const before = (await readdir(join(root, 'layers'))).length;
     const rmi = await cli(['rmi', busybox]);
     assert.equal(rmi.code, 0, rmi.stderr);
@@ -392,14 +403,22 @@ describe('minidock pull and run', { skip }, () => {
     assert.doesNotMatch((await cli(['images'])).stdout, /library\/busybox\s/);
     // The busybox layer is shared with multiarch, so it stays.
     assert.equal((await readdir(join(root, 'layers'))).length, before);
-    await assertStoreBlobsVerify(root);
+    await assertBlobsVerify(root);
 
-    // layered's second layer is its own: rmi frees it and its blob.
+    // An image that has run is found by its short id (its derived-facts
+    // cache beside the record must not make the id ambiguous).
+    const repositories = JSON.parse(await readFile(join(root, 'repositories.json'), 'utf8')) as Record<string, string>;
+    const layeredId = repositories[`${registry.host}/library/layered:latest`]!.slice(7, 19);
+    assert.ok((await readdir(join(root, 'images'))).includes(`${repositories[`${registry.host}/library/layered:latest`]!.slice(7)}.cache`));
+    const byId = await cli(['run', '--rm', '--pull', 'never', layeredId, 'true']);
+    assert.equal(byId.code, 0, byId.stderr);
+
+    // layered's second layer is its own: rmi (by id) frees it and its blob.
     const blobsBefore = (await readdir(join(root, 'blobs', 'sha256'))).length;
-    const rmiLayered = await cli(['rmi', layered]);
+    const rmiLayered = await cli(['rmi', layeredId]);
     assert.equal(rmiLayered.code, 0, rmiLayered.stderr);
     assert.ok((await readdir(join(root, 'layers'))).length < before, 'a layer was freed');
     assert.ok((await readdir(join(root, 'blobs', 'sha256'))).length < blobsBefore, 'blobs were freed');
-    await assertStoreBlobsVerify(root);
+    await assertBlobsVerify(root);
   });
 });

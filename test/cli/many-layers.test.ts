@@ -5,27 +5,20 @@
  * leave.
  */
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
-import { copyFile, mkdir, mkdtemp, readdir, readFile, readlink, rm, symlink, unlink, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, readlink, rm, symlink, unlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { gzipSync } from 'node:zlib';
 import { hexOf, type Digest } from '../../src/digest.js';
-import { MediaType, type Descriptor, type ImageManifest } from '../../src/image/index.js';
 import { makeTestRoot, runCli } from '../helpers/cli.js';
 import { fixtureLayouts } from '../helpers/fixtures.js';
-import { layoutEntry, readLayoutJSON } from '../helpers/layout.js';
+import { busyboxLayer, writeLayout, type LayoutLayer } from '../helpers/layout.js';
 import { makeTar } from '../helpers/make-tar.js';
 import { missingTools, startRegistry, type TestRegistry } from '../helpers/registry.js';
 
 const skip = process.getuid?.() !== 0 ? 'needs root (namespaces, overlay, cgroups)' : missingTools();
 
 const layerCount = 100;
-
-function sha256(bytes: Buffer): Digest {
-  return `sha256:${createHash('sha256').update(bytes).digest('hex')}` as Digest;
-}
 
 interface BuiltImage {
   dir: string;
@@ -40,21 +33,7 @@ interface BuiltImage {
  * on also deletes /layers/<i-10> with a whiteout.
  */
 async function buildManyLayers(dir: string, busyboxLayout: string): Promise<BuiltImage> {
-  const blobs = join(dir, 'blobs', 'sha256');
-  await mkdir(blobs, { recursive: true });
-  const put = async (bytes: Buffer): Promise<Digest> => {
-    const digest = sha256(bytes);
-    await writeFile(join(blobs, hexOf(digest)), bytes);
-    return digest;
-  };
-
-  const baseManifest = await readLayoutJSON<ImageManifest>(busyboxLayout, (await layoutEntry(busyboxLayout)).digest);
-  const baseConfig = await readLayoutJSON<{ rootfs: { diff_ids: Digest[] } }>(busyboxLayout, baseManifest.config.digest);
-  const base = baseManifest.layers[0]!;
-  await copyFile(join(busyboxLayout, 'blobs', 'sha256', hexOf(base.digest)), join(blobs, hexOf(base.digest)));
-
-  const layers: Descriptor[] = [base];
-  const diffIDs: Digest[] = [baseConfig.rootfs.diff_ids[0]!];
+  const layers: LayoutLayer[] = [await busyboxLayer(busyboxLayout)];
   const present = new Set<number>();
   for (let i = 1; i < layerCount; i++) {
     const entries: Parameters<typeof makeTar>[0] = [{ name: 'layers/', type: 'directory', mode: 0o755 }];
@@ -64,46 +43,10 @@ async function buildManyLayers(dir: string, busyboxLayout: string): Promise<Buil
     }
     entries.push({ name: `layers/${i}`, content: `layer ${i}\n` });
     present.add(i);
-    const tar = await makeTar(entries);
-    diffIDs.push(sha256(tar));
-    const gz = gzipSync(tar);
-    layers.push({ mediaType: MediaType.ociLayerGzip, digest: await put(gz), size: gz.length });
+    layers.push(await makeTar(entries));
   }
 
-  const config = Buffer.from(
-    JSON.stringify({
-      architecture: 'amd64',
-      os: 'linux',
-      config: { Env: ['PATH=/bin'], Cmd: ['ls', '/layers'] },
-      rootfs: { type: 'layers', diff_ids: diffIDs },
-    }),
-  );
-  const configDigest = await put(config);
-  const manifest = Buffer.from(
-    JSON.stringify({
-      schemaVersion: 2,
-      mediaType: MediaType.ociManifest,
-      config: { mediaType: MediaType.ociConfig, digest: configDigest, size: config.length },
-      layers,
-    }),
-  );
-  const manifestDigest = await put(manifest);
-  await writeFile(join(dir, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
-  await writeFile(
-    join(dir, 'index.json'),
-    JSON.stringify({
-      schemaVersion: 2,
-      mediaType: MediaType.ociIndex,
-      manifests: [
-        {
-          mediaType: MediaType.ociManifest,
-          digest: manifestDigest,
-          size: manifest.length,
-          annotations: { 'org.opencontainers.image.ref.name': 'latest' },
-        },
-      ],
-    }),
-  );
+  const diffIDs = await writeLayout(dir, layers, { Env: ['PATH=/bin'], Cmd: ['ls', '/layers'] });
   // ls sorts by name, as strings.
   const expected = [...present].map(String).sort();
   return { dir, diffIDs, expected };

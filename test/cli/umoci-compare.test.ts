@@ -8,16 +8,18 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
-import { lstat, mkdir, mkdtemp, readdir, readFile, readlink, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import { makeTestRoot, runCli } from '../helpers/cli.js';
 import { fixtureLayouts } from '../helpers/fixtures.js';
+import { writeLayout } from '../helpers/layout.js';
+import { makeTar, sparseEntries, type TarEntry } from '../helpers/make-tar.js';
 import { missingTools, startRegistry, type TestRegistry } from '../helpers/registry.js';
+import { differences, walkTree, type TreeEntry } from '../helpers/tree.js';
 
 const execFileAsync = promisify(execFile);
 const umociBinary = '/usr/bin/umoci';
@@ -29,106 +31,113 @@ function whyNot(): string | false {
   return missingTools();
 }
 
-/** What is compared of one path. Fields that do not apply are absent. */
-interface Entry {
-  type: string;
-  mode: string;
-  uid: number;
-  gid: number;
-  mtime?: number;
-  size?: number;
-  nlink?: number;
-  sha256?: string;
-  target?: string;
-  rdev?: number;
-  xattrs: string;
-  /** The other paths of this tree sharing this path's inode, sorted. */
-  hardLinks?: string;
-}
+const t1 = new Date('2021-03-04T05:06:07Z');
 
-function typeOf(st: import('node:fs').Stats): string {
-  if (st.isDirectory()) return 'directory';
-  if (st.isFile()) return 'file';
-  if (st.isSymbolicLink()) return 'symlink';
-  if (st.isCharacterDevice()) return 'char device';
-  if (st.isBlockDevice()) return 'block device';
-  if (st.isFIFO()) return 'fifo';
-  if (st.isSocket()) return 'socket';
-  return 'unknown';
+// security.capability (vfs_cap_data revision 2, effective, CAP_NET_RAW and
+// CAP_SYS_ADMIN permitted): bytes above 0x7f and NULs.
+const capability = Buffer.alloc(20);
+capability.writeUInt32LE(0x02000001, 0);
+capability.writeUInt32LE(((1 << 13) | (1 << 21) | (1 << 31)) >>> 0, 4);
+
+const longDir = `${'d'.repeat(90)}/${'e'.repeat(90)}`;
+
+/**
+ * The crafted image: what the fixtures lack (devices, a fifo, xattrs,
+ * special mode bits, long names in both formats, hard link groups, sparse
+ * files), then a
+ * layer of whiteouts, an opaque directory and a replaced group member,
+ * with trailing data after its end blocks. Every directory has its own
+ * entry: a directory made implicitly is dated when it is unpacked, by
+ * either tool.
+ */
+async function craftedLayers(): Promise<Buffer[]> {
+  const dir = (name: string, extra: Partial<TarEntry> = {}): TarEntry => ({
+    name,
+    type: 'directory',
+    mtime: t1,
+    ...extra,
+  });
+  const lower: TarEntry[] = [
+    dir('bin/'),
+    { name: 'bin/tool', content: 'tool\n', mode: 0o755 },
+    { name: 'bin/t1', type: 'link', linkname: 'bin/tool' },
+    { name: 'bin/t2', type: 'link', linkname: '/bin/tool' },
+    { name: 'bin/su', content: 'su\n', mode: 0o4755 },
+    { name: 'bin/wall', content: 'wall\n', mode: 0o2755, gid: 5 },
+    {
+      name: 'bin/ping',
+      content: 'ping\n',
+      mode: 0o755,
+      uid: 1000,
+      gid: 1000,
+      xattrs: { 'security.capability': capability, 'user.raw': Buffer.from([0, 0xff, 0x80, 0x0a]) },
+    },
+    dir('dev/'),
+    { name: 'dev/null', type: 'character-device', devmajor: 1, devminor: 3, mode: 0o666 },
+    { name: 'dev/sda', type: 'block-device', devmajor: 8, devminor: 0, mode: 0o660, gid: 6 },
+    { name: 'dev/big', type: 'character-device', devmajor: 300, devminor: 70000, mode: 0o600 },
+    dir('run/'),
+    { name: 'run/fifo', type: 'fifo', mode: 0o620, uid: 3, gid: 4 },
+    dir('tmp/', { mode: 0o1777 }),
+    dir('home/'),
+    dir('home/app/', { mode: 0o700, uid: 1000, gid: 1000 }),
+    { name: 'lib', type: 'symlink', linkname: 'usr/lib' },
+    { name: 'lib64', type: 'symlink', linkname: '/usr/lib' },
+    dir('usr/'),
+    dir('usr/lib/'),
+    { name: 'usr/lib/up', type: 'symlink', linkname: '../lib' },
+    dir('d/', { mode: 0o750, uid: 7, gid: 8 }),
+    { name: 'd/f', content: 'f' },
+    dir('a/'),
+    dir('a/old/'),
+    { name: 'a/old/f', content: 'old' },
+    { name: 'a/keep', content: 'keep' },
+    dir('b/'),
+    { name: 'b/x', content: 'x' },
+    dir('c/'),
+    { name: 'c/y', content: 'y' },
+  ];
+  // Sparse files, as GNU tar writes them (PAX 0.1 and 1.0).
+  lower.push(dir('sparse/'), ...sparseEntries('sparse').entries);
+  for (const format of ['pax', 'gnu']) {
+    const gnuLong = format === 'gnu';
+    const file = `${format}/${longDir}/${'f'.repeat(120)}`;
+    lower.push(
+      dir(`${format}/`),
+      dir(`${format}/${'d'.repeat(90)}/`),
+      dir(`${format}/${longDir}/`),
+      { name: file, content: 'long', gnuLong },
+      { name: `${format}/${longDir}/${'s'.repeat(110)}`, type: 'symlink', linkname: `/${file}`, gnuLong },
+      { name: `${format}/${longDir}/${'h'.repeat(110)}`, type: 'link', linkname: file, gnuLong },
+    );
+  }
+
+  const upper: TarEntry[] = [
+    dir('a/'),
+    { name: 'a/.wh.old' },
+    dir('a/old/'),
+    { name: 'a/old/h', content: 'h' },
+    dir('b/'),
+    { name: 'b/.wh..wh..opq' },
+    { name: 'b/new', content: 'new' },
+    { name: '.wh.c' },
+    dir('bin/'),
+    { name: 'bin/t1', content: 'replaced\n', mode: 0o755 },
+  ];
+  const garbage = Buffer.from('trailing data after the end blocks\n');
+  return [await makeTar(lower), Buffer.concat([await makeTar(upper), garbage])];
 }
 
 /**
- * Lists a tree with lstat, keyed by path ("/" for the root). Directory
- * sizes and link counts are left out: they are the filesystem's own
- * bookkeeping (overlay reports 1 link for a merged directory), not content
- * of the image.
+ * The slow check: MINIDOCK_COMPARE_LAYOUT=DIR:TAG names an OCI layout (the
+ * Debian image of fixtures/debian.sh, or the real-files image of
+ * bench/unpack.sh) to compare as well. Not part of npm test.
  */
-async function walkTree(top: string): Promise<Map<string, Entry>> {
-  const { lgetxattr, llistxattr } = await import('../../src/sys/index.js');
-  const entries = new Map<string, Entry>();
-  const inodes = new Map<string, string[]>();
-  const inodeOf = new Map<string, string>();
-  const visit = async (rel: string): Promise<void> => {
-    const abs = rel === '/' ? top : join(top, rel);
-    const st = await lstat(abs, { bigint: false });
-    const type = typeOf(st);
-    const xattrs = llistxattr(abs)
-      // Only the overlay side can have overlay's own marks (and overlay
-      // hides them from a merged view anyway).
-      .filter((name) => !name.startsWith('trusted.overlay.'))
-      .sort()
-      .map((name) => `${name}=${lgetxattr(abs, name)?.toString('hex') ?? ''}`)
-      .join(' ');
-    const e: Entry = { type, mode: (st.mode & 0o7777).toString(8), uid: st.uid, gid: st.gid, xattrs };
-    // The root's mtime is nobody's content: umoci creates rootfs/ itself
-    // (and dates it to the epoch), minidock's root is the topmost layer
-    // directory, dated when it was unpacked; no layer tar of the fixtures
-    // has an entry for "./" that would set either.
-    if (rel !== '/') e.mtime = Math.floor(st.mtimeMs / 1000);
-    if (type !== 'directory') {
-      e.size = st.size;
-      e.nlink = st.nlink;
-      const key = `${st.dev}:${st.ino}`;
-      inodes.set(key, [...(inodes.get(key) ?? []), rel]);
-      inodeOf.set(rel, key);
-    }
-    if (type === 'file') e.sha256 = createHash('sha256').update(await readFile(abs)).digest('hex');
-    if (type === 'symlink') e.target = await readlink(abs);
-    if (type === 'char device' || type === 'block device') e.rdev = st.rdev;
-    entries.set(rel, e);
-    if (type === 'directory') {
-      for (const name of (await readdir(abs)).sort()) await visit(rel === '/' ? name : `${rel}/${name}`);
-    }
-  };
-  await visit('/');
-  for (const [rel, key] of inodeOf) {
-    const others = inodes.get(key)!.filter((p) => p !== rel).sort();
-    if (others.length > 0) entries.get(rel)!.hardLinks = others.join(' ');
-  }
-  return entries;
-}
-
-/** Every difference between two listings, one line each. */
-function differences(theirs: Map<string, Entry>, ours: Map<string, Entry>): string[] {
-  const out: string[] = [];
-  const paths = [...new Set([...theirs.keys(), ...ours.keys()])].sort();
-  for (const path of paths) {
-    const a = theirs.get(path);
-    const b = ours.get(path);
-    if (a === undefined) {
-      out.push(`${path}: only in minidock (${b!.type})`);
-      continue;
-    }
-    if (b === undefined) {
-      out.push(`${path}: only in umoci (${a.type})`);
-      continue;
-    }
-    const fields = [...new Set([...Object.keys(a), ...Object.keys(b)])] as (keyof Entry)[];
-    for (const f of fields.sort()) {
-      if (a[f] !== b[f]) out.push(`${path}: ${f} umoci=${JSON.stringify(a[f])} minidock=${JSON.stringify(b[f])}`);
-    }
-  }
-  return out;
+function slowLayout(): { layout: string; tag: string } | undefined {
+  const spec = process.env.MINIDOCK_COMPARE_LAYOUT;
+  if (spec === undefined || spec === '') return undefined;
+  const colon = spec.lastIndexOf(':');
+  return colon < 0 ? { layout: spec, tag: 'latest' } : { layout: spec.slice(0, colon), tag: spec.slice(colon + 1) };
 }
 
 describe('minidock unpacks images as umoci does', { skip: whyNot() }, () => {
@@ -150,39 +159,55 @@ describe('minidock unpacks images as umoci does', { skip: whyNot() }, () => {
     if (work) await rm(work, { recursive: true, force: true });
   });
 
+  /**
+   * Pulls the layout's image with minidock, unpacks it with umoci, stacks
+   * minidock's layers read-only with overlay and lists both trees. Also
+   * returns the pull's stderr.
+   */
+  async function bothTrees(
+    name: string,
+    layout: string,
+    tag = 'latest',
+  ): Promise<{ theirs: Map<string, TreeEntry>; ours: Map<string, TreeEntry>; stderr: string }> {
+    await registry.push(layout, `library/${name}`, tag, { sourceTag: tag });
+    const ref = `${registry.host}/library/${name}:${tag}`;
+    const pulled = await runCli(['pull', ref], { root });
+    assert.equal(pulled.code, 0, pulled.stderr);
+
+    const bundle = join(work, `${name}-bundle`);
+    await execFileAsync(umociBinary, ['unpack', '--image', `${layout}:${tag}`, bundle], { maxBuffer: 64 << 20 });
+
+    const repos = JSON.parse(await readFile(join(root, 'repositories.json'), 'utf8')) as Record<string, string>;
+    const id = repos[ref]!;
+    assert.match(id, /^sha256:[0-9a-f]{64}$/);
+    const record = JSON.parse(await readFile(join(root, 'images', `${id.slice(7)}.json`), 'utf8')) as { diffIDs: string[] };
+    // Topmost first. Overlay wants two lower directories at least when
+    // there is no upper one: an empty one at the bottom adds nothing.
+    const lowers = [...record.diffIDs].reverse().map((d) => join(root, 'layers', d.slice(7), 'diff'));
+    const empty = join(work, `${name}-empty`);
+    await mkdir(empty);
+    if (lowers.length < 2) lowers.push(empty);
+
+    const mnt = join(work, `${name}-merged`);
+    await mkdir(mnt);
+    await execFileAsync('mount', ['-t', 'overlay', 'overlay', '-o', `ro,lowerdir=${lowers.join(':')}`, mnt]);
+    try {
+      const theirs = await walkTree(join(bundle, 'rootfs'));
+      const ours = await walkTree(mnt);
+      return { theirs, ours, stderr: pulled.stderr };
+    } finally {
+      await execFileAsync('umount', [mnt]);
+    }
+  }
+
+  function assertSame(theirs: Map<string, TreeEntry>, ours: Map<string, TreeEntry>): void {
+    const diffs = differences(theirs, ours);
+    assert.deepEqual(diffs, [], `${diffs.length} differences:\n${diffs.slice(0, 200).join('\n')}`);
+  }
+
   for (const name of ['busybox', 'layered']) {
     test(`${name}: the stacked layers show umoci's rootfs, path for path`, async () => {
-      const layout = join(layouts, name);
-      await registry.push(layout, `library/${name}`, 'latest');
-      const ref = `${registry.host}/library/${name}:latest`;
-      const pulled = await runCli(['pull', ref], { root });
-      assert.equal(pulled.code, 0, pulled.stderr);
-
-      const bundle = join(work, `${name}-bundle`);
-      await execFileAsync(umociBinary, ['unpack', '--image', `${layout}:latest`, bundle]);
-
-      const repos = JSON.parse(await readFile(join(root, 'repositories.json'), 'utf8')) as Record<string, string>;
-      const id = repos[ref]!;
-      assert.match(id, /^sha256:[0-9a-f]{64}$/);
-      const record = JSON.parse(await readFile(join(root, 'images', `${id.slice(7)}.json`), 'utf8')) as { diffIDs: string[] };
-      // Topmost first. Overlay wants two lower directories at least when
-      // there is no upper one: an empty one at the bottom adds nothing.
-      const lowers = [...record.diffIDs].reverse().map((d) => join(root, 'layers', d.slice(7), 'diff'));
-      const empty = join(work, `${name}-empty`);
-      await mkdir(empty);
-      if (lowers.length < 2) lowers.push(empty);
-
-      const mnt = join(work, `${name}-merged`);
-      await mkdir(mnt);
-      await execFileAsync('mount', ['-t', 'overlay', 'overlay', '-o', `ro,lowerdir=${lowers.join(':')}`, mnt]);
-      let theirs: Map<string, Entry>;
-      let ours: Map<string, Entry>;
-      try {
-        theirs = await walkTree(join(bundle, 'rootfs'));
-        ours = await walkTree(mnt);
-      } finally {
-        await execFileAsync('umount', [mnt]);
-      }
+      const { theirs, ours } = await bothTrees(name, join(layouts, name));
 
       assert.ok(theirs.get('bin/busybox')?.type === 'file', 'umoci unpacked bin/busybox');
       assert.ok(theirs.size > 100, `umoci's rootfs has ${theirs.size} paths`);
@@ -191,8 +216,42 @@ describe('minidock unpacks images as umoci does', { skip: whyNot() }, () => {
         assert.equal(theirs.get('data/old'), undefined);
         assert.equal(theirs.get('data/hard1')?.hardLinks, 'data/hard2');
       }
-      const diffs = differences(theirs, ours);
-      assert.deepEqual(diffs, [], `${diffs.length} differences:\n${diffs.join('\n')}`);
+      assertSame(theirs, ours);
     });
   }
+
+  test('a crafted image: devices, xattrs, long names, links and whiteouts as umoci has them', async () => {
+    const layout = join(work, 'crafted-layout');
+    await writeLayout(layout, await craftedLayers());
+    const { theirs, ours, stderr } = await bothTrees('crafted', layout);
+
+    // What the comparison must cover, as umoci unpacked it.
+    assert.equal(theirs.get('dev/sda')?.type, 'block device');
+    assert.equal(theirs.get('dev/big')?.type, 'char device');
+    assert.equal(theirs.get('run/fifo')?.type, 'fifo');
+    assert.match(theirs.get('bin/ping')?.xattrs ?? '', new RegExp(`security.capability=${capability.toString('hex')}`));
+    assert.equal(theirs.get('bin/su')?.mode, '4755');
+    assert.equal(theirs.get('bin/t2')?.hardLinks, 'bin/tool');
+    assert.equal(theirs.get('bin/t1')?.hardLinks, undefined);
+    assert.equal(theirs.get('c'), undefined);
+    assert.deepEqual(
+      [...theirs.keys()].filter((p) => p.startsWith('a/') || p.startsWith('b/')),
+      ['a/keep', 'a/old', 'a/old/h', 'b/new'],
+    );
+    assert.equal(theirs.get(`gnu/${longDir}/${'s'.repeat(110)}`)?.target, `/gnu/${longDir}/${'f'.repeat(120)}`);
+    assert.equal(theirs.get('sparse/b')?.size, 2_000_003);
+    assertSame(theirs, ours);
+    assert.match(stderr, /ignore \d+ bytes of trailing data/);
+  });
+
+  const slow = slowLayout();
+  test(
+    'the layout named by MINIDOCK_COMPARE_LAYOUT, path for path',
+    { skip: slow ? false : 'a slow check: set MINIDOCK_COMPARE_LAYOUT=DIR:TAG (see README)' },
+    async () => {
+      const { theirs, ours } = await bothTrees('slow', slow!.layout, slow!.tag);
+      assert.ok(theirs.size > 1000, `umoci's rootfs has ${theirs.size} paths`);
+      assertSame(theirs, ours);
+    },
+  );
 });

@@ -23,6 +23,8 @@ export interface RunCliOptions {
   root?: string;
   /** Kills the CLI (SIGKILL) when aborted. */
   signal?: AbortSignal;
+  /** Runs bin/minidock.js itself, through its #! line, as an installed minidock starts. */
+  direct?: boolean;
 }
 
 export interface CliResult {
@@ -59,7 +61,8 @@ export function runCli(args: string[], opts: RunCliOptions = {}): Promise<CliRes
   env.MINIDOCK_ROOT = root;
 
   return new Promise((resolveRun, reject) => {
-    const child = spawn(process.execPath, ['--', cliPath, ...args], {
+    const [command, ...argv] = opts.direct ? [cliPath, ...args] : [process.execPath, '--', cliPath, ...args];
+    const child = spawn(command!, argv, {
       cwd: repoRoot,
       env,
       stdio: ['pipe', 'pipe', 'pipe'],

@@ -2,12 +2,12 @@
  * Reading OCI image layouts and layer tars in tests, independently of
  * minidock's own store and unpack code.
  */
-import { readFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { gunzipSync } from 'node:zlib';
+import { gunzipSync, gzipSync } from 'node:zlib';
 import * as tar from 'tar-stream';
-import { hexOf, type Digest } from '../../src/digest.js';
-import type { Descriptor, ImageIndex } from '../../src/image/index.js';
+import { digestOf, hexOf, type Digest } from '../../src/digest.js';
+import { MediaType, type Descriptor, type ImageIndex, type ImageManifest } from '../../src/image/index.js';
 
 /** Returns the bytes of the blob named digest in layoutDir. */
 export function readLayoutBlob(layoutDir: string, digest: Digest): Promise<Buffer> {
@@ -49,4 +49,75 @@ export async function listLayer(bytes: Buffer): Promise<TarListing[]> {
   extract.end(plain);
   await done;
   return entries;
+}
+
+/** One layer for writeLayout: an uncompressed tar, or a blob already in a layout. */
+export type LayoutLayer = Buffer | { from: string; descriptor: Descriptor; diffID: Digest };
+
+/**
+ * Writes an OCI image layout at dir holding one image tagged tag: the
+ * layers (tars are gzipped), a linux/amd64 config with config (Env, Cmd,
+ * ...) and the manifest. Returns the layers' diffIDs, bottom first.
+ */
+export async function writeLayout(
+  dir: string,
+  layers: LayoutLayer[],
+  config: Record<string, unknown> = {},
+  tag = 'latest',
+): Promise<Digest[]> {
+  const blobs = join(dir, 'blobs', 'sha256');
+  await mkdir(blobs, { recursive: true });
+  const put = async (bytes: Buffer): Promise<Digest> => {
+    const digest = digestOf(bytes);
+    await writeFile(join(blobs, hexOf(digest)), bytes);
+    return digest;
+  };
+
+  const descriptors: Descriptor[] = [];
+  const diffIDs: Digest[] = [];
+  for (const layer of layers) {
+    if (Buffer.isBuffer(layer)) {
+      const gz = gzipSync(layer);
+      descriptors.push({ mediaType: MediaType.ociLayerGzip, digest: await put(gz), size: gz.length });
+      diffIDs.push(digestOf(layer));
+    } else {
+      await put(await readLayoutBlob(layer.from, layer.descriptor.digest));
+      descriptors.push(layer.descriptor);
+      diffIDs.push(layer.diffID);
+    }
+  }
+
+  const configBytes = Buffer.from(
+    JSON.stringify({ architecture: 'amd64', os: 'linux', config, rootfs: { type: 'layers', diff_ids: diffIDs } }),
+  );
+  const manifest = Buffer.from(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: MediaType.ociManifest,
+      config: { mediaType: MediaType.ociConfig, digest: await put(configBytes), size: configBytes.length },
+      layers: descriptors,
+    }),
+  );
+  const index = {
+    schemaVersion: 2,
+    mediaType: MediaType.ociIndex,
+    manifests: [
+      {
+        mediaType: MediaType.ociManifest,
+        digest: await put(manifest),
+        size: manifest.length,
+        annotations: { 'org.opencontainers.image.ref.name': tag },
+      },
+    ],
+  };
+  await writeFile(join(dir, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
+  await writeFile(join(dir, 'index.json'), JSON.stringify(index));
+  return diffIDs;
+}
+
+/** The busybox fixture's single layer, for writeLayout to build on. */
+export async function busyboxLayer(busyboxLayout: string): Promise<LayoutLayer> {
+  const manifest = await readLayoutJSON<ImageManifest>(busyboxLayout, (await layoutEntry(busyboxLayout)).digest);
+  const config = await readLayoutJSON<{ rootfs: { diff_ids: Digest[] } }>(busyboxLayout, manifest.config.digest);
+  return { from: busyboxLayout, descriptor: manifest.layers[0]!, diffID: config.rootfs.diff_ids[0]! };
 }

@@ -30,6 +30,12 @@ describe('selectPlatform', () => {
     ['arm/v6 as the fallback for arm/v7', [armv6], 'linux/arm/v7', armv6],
     ['no arm/v7 for arm/v6', [armv7], 'linux/arm/v6', undefined],
     ['not windows for linux', [windows], 'linux/amd64', undefined],
+    ['arm/v7 for a bare arm', [armv6, armv7], 'linux/arm', armv7],
+    ['arm/v6 for a bare arm without v7', [armv6], 'linux/arm', armv6],
+    ['arm/v7 then v6 for arm/v8 (32-bit)', [armv6, armv7], 'linux/arm/v8', armv7],
+    ['arm/v7 for armhf', [armv6, armv7], 'linux/armhf', armv7],
+    ['arm64/v8 for aarch64', [amd64, arm64], 'linux/aarch64', arm64],
+    ['nothing 32-bit for arm64', [armv7], 'linux/arm64', undefined],
   ];
   for (const [name, manifests, want, got] of cases) {
     test(`picks ${name}`, () => assert.equal(selectPlatform(manifests, parsePlatform(want)!), got));
@@ -37,8 +43,23 @@ describe('selectPlatform', () => {
 });
 
 describe('parsePlatform', () => {
+  const normalized: [string, string][] = [
+    ['Linux/AMD64', 'linux/amd64'],
+    ['linux/x86_64', 'linux/amd64'],
+    ['linux/amd64/v1', 'linux/amd64'],
+    ['linux/amd64/v3', 'linux/amd64/v3'],
+    ['linux/aarch64', 'linux/arm64'],
+    ['linux/arm64/v8', 'linux/arm64'],
+    ['linux/armhf', 'linux/arm/v7'],
+    ['linux/armel', 'linux/arm/v6'],
+    ['linux/i386', 'linux/386'],
+  ];
+  for (const [given, want] of normalized) {
+    test(`normalizes ${given} to ${want}`, () => assert.equal(formatPlatform(parsePlatform(given)!), want));
+  }
+
   test('round-trips os/arch[/variant] and refuses other shapes', () => {
-    assert.equal(formatPlatform(parsePlatform('linux/arm64/v8')!), 'linux/arm64/v8');
+    assert.equal(formatPlatform(parsePlatform('linux/arm/v6')!), 'linux/arm/v6');
     assert.equal(formatPlatform(parsePlatform('linux/amd64')!), 'linux/amd64');
     for (const bad of ['linux', 'linux/', '/amd64', 'a/b/c/d', '']) assert.equal(parsePlatform(bad), undefined, bad);
   });

@@ -45,7 +45,11 @@ async function makeImage(files: Record<string, string>, opts: { diffID?: Digest 
   return { manifest, blobs: new Map([[digestOf(config), config], [digestOf(layer), layer]]), layer, diffID };
 }
 
-type BlobMode = 'ok' | 'too-long' | 'endless' | 'cut';
+// cut: every answer is cut after half the body, Range ignored.
+// reset-once: the first answer is cut after half; later ones honour Range.
+// reset-ignore-range: the first answer is cut after half; later ones send
+// the whole body with 200, whatever Range asked for.
+type BlobMode = 'ok' | 'too-long' | 'endless' | 'cut' | 'reset-once' | 'reset-ignore-range';
 
 describe('pullImage against a hostile registry (mock)', { skip }, () => {
   const images = new Map<string, Image>();
@@ -91,9 +95,22 @@ describe('pullImage against a hostile registry (mock)', { skip }, () => {
         res.write(blob);
         push();
       } else {
-        res.setHeader('Content-Length', String(blob.length));
-        res.write(blob.subarray(0, blob.length >> 1));
-        setTimeout(() => res.destroy(), 20);
+        const first = mock.requestsTo(req.url!).length === 1;
+        const range = /^bytes=(\d+)-$/.exec(req.headers.range ?? '');
+        if (mode === 'reset-once' && !first && range) {
+          const start = Number(range[1]);
+          res.writeHead(206, {
+            'Content-Range': `bytes ${start}-${blob.length - 1}/${blob.length}`,
+            'Content-Length': String(blob.length - start),
+          });
+          res.end(blob.subarray(start));
+        } else if (mode === 'reset-ignore-range' && !first) {
+          res.end(blob);
+        } else {
+          res.setHeader('Content-Length', String(blob.length));
+          res.write(blob.subarray(0, blob.length >> 1));
+          setTimeout(() => res.destroy(), 20);
+        }
       }
     });
   });
@@ -106,18 +123,23 @@ describe('pullImage against a hostile registry (mock)', { skip }, () => {
     root = await mkdtemp(join(tmpdir(), 'minidock-pull-'));
     return Store.open(root);
   };
-  const assertNothingLeft = async (store: Store, bad: Digest) => {
+  const assertBlobsVerify = async (store: Store) => {
     const blobs = await readdir(store.path('blobs', 'sha256'));
-    assert.ok(!blobs.includes(bad.slice(7)), 'the layer blob is not stored');
     for (const hex of blobs) {
       assert.equal(createHash('sha256').update(await readFile(store.path('blobs', 'sha256', hex))).digest('hex'), hex);
     }
+    return blobs;
+  };
+  const assertNothingLeft = async (store: Store, bad: Digest, tmp: string[] = []) => {
+    const blobs = await assertBlobsVerify(store);
+    assert.ok(!blobs.includes(bad.slice(7)), 'the layer blob is not stored');
     assert.deepEqual(await readdir(store.path('layers')), []);
-    assert.deepEqual(await readdir(store.path('tmp')), []);
+    assert.deepEqual(await readdir(store.path('tmp')), tmp);
     assert.deepEqual(await readdir(store.path('images')), []);
   };
+  const fastRetry = { registry: { retry: { baseDelayMs: 5 } } };
 
-  for (const mode of ['too-long', 'endless', 'cut'] as const) {
+  for (const mode of ['too-long', 'endless'] as const) {
     test(`refuses a layer body that is ${mode}, storing nothing`, async () => {
       const image = await makeImage({ 'hello.txt': 'hello' });
       images.set(`bad/${mode}`, image);
@@ -135,6 +157,97 @@ describe('pullImage against a hostile registry (mock)', { skip }, () => {
       }
     });
   }
+
+  test('keeps a layer cut short on every try as a partial download, which the next pull resumes', async () => {
+    const image = await makeImage({ 'big.bin': 'x'.repeat(64 * 1024) + Math.random() });
+    const layer = digestOf(image.layer);
+    const half = image.layer.length >> 1;
+    images.set('cut/app', image);
+    modes.set('cut/app', 'cut');
+    const store = await freshStore();
+    try {
+      await assert.rejects(pullImage(store, parseReference(`${mock.host}/cut/app:latest`), fastRetry), (err: unknown) => {
+        assert.ok(err instanceof MinidockError, `a MinidockError, got ${String(err)}`);
+        assert.match(err.message, new RegExp(layer));
+        return true;
+      });
+      // Four tries: the first brings half the blob, three bring nothing new.
+      const layerRequests = mock.requestsTo(`/v2/cut/app/blobs/${layer}`);
+      assert.deepEqual(
+        layerRequests.map((r) => r.headers.range),
+        [undefined, `bytes=${half}-`, `bytes=${half}-`, `bytes=${half}-`],
+      );
+      const partialName = `partial-sha256-${layer.slice(7)}`;
+      await assertNothingLeft(store, layer, [partialName]);
+      assert.deepEqual(await readFile(store.path('tmp', partialName)), image.layer.subarray(0, half));
+
+      // The next pull asks only for the rest.
+      modes.set('cut/app', 'reset-once');
+      const before = layerRequests.length;
+      await pullImage(store, parseReference(`${mock.host}/cut/app:latest`), fastRetry);
+      assert.deepEqual(
+        mock.requestsTo(`/v2/cut/app/blobs/${layer}`).slice(before).map((r) => r.headers.range),
+        [`bytes=${half}-`],
+      );
+      assert.ok((await assertBlobsVerify(store)).includes(layer.slice(7)));
+      assert.deepEqual(await readdir(store.path('tmp')), []);
+    } finally {
+      await rm(root, { recursive: true, force: true });
+    }
+  });
+
+  for (const mode of ['reset-once', 'reset-ignore-range'] as const) {
+    test(`resumes a layer after a mid-blob reset (${mode})`, async () => {
+      const image = await makeImage({ 'big.bin': 'y'.repeat(64 * 1024) + mode });
+      const layer = digestOf(image.layer);
+      const repo = `resume/${mode}`;
+      images.set(repo, image);
+      modes.set(repo, mode);
+      const store = await freshStore();
+      try {
+        const result = await pullImage(store, parseReference(`${mock.host}/${repo}:latest`), fastRetry);
+        const requests = mock.requestsTo(`/v2/${repo}/blobs/${layer}`);
+        assert.deepEqual(
+          requests.map((r) => r.headers.range),
+          [undefined, `bytes=${image.layer.length >> 1}-`],
+        );
+        // Whether the server honoured Range or sent the whole body again,
+        // the stored blob is the blob: the repeated half was not appended.
+        assert.deepEqual(await readFile(store.path('blobs', 'sha256', layer.slice(7))), image.layer);
+        assert.equal(result.record.layers[0]!.digest, layer);
+        assert.equal(
+          await readFile(store.path('layers', image.diffID.slice(7), 'diff', 'big.bin'), 'utf8'),
+          'y'.repeat(64 * 1024) + mode,
+        );
+        assert.deepEqual(await readdir(store.path('tmp')), []);
+      } finally {
+        await rm(root, { recursive: true, force: true });
+      }
+    });
+  }
+
+  test('throws away a partial download that does not verify and fetches the blob again', async () => {
+    const image = await makeImage({ 'f.txt': 'z'.repeat(32 * 1024) });
+    const layer = digestOf(image.layer);
+    images.set('stale/partial', image);
+    modes.set('stale/partial', 'reset-once');
+    const store = await freshStore();
+    try {
+      // A partial file of the right length but the wrong bytes, as a
+      // power loss can leave behind.
+      const { writeFile } = await import('node:fs/promises');
+      await writeFile(store.path('tmp', `partial-sha256-${layer.slice(7)}`), Buffer.alloc(100, 0));
+      await pullImage(store, parseReference(`${mock.host}/stale/partial:latest`), fastRetry);
+      // reset-once cuts the first answer, so the fresh download itself resumes once more.
+      const ranges = mock.requestsTo(`/v2/stale/partial/blobs/${layer}`).map((r) => r.headers.range);
+      assert.equal(ranges[0], 'bytes=100-');
+      assert.ok(ranges.slice(1).includes(undefined), `a fresh download follows: ${JSON.stringify(ranges)}`);
+      assert.deepEqual(await readFile(store.path('blobs', 'sha256', layer.slice(7))), image.layer);
+      assert.deepEqual(await readdir(store.path('tmp')), []);
+    } finally {
+      await rm(root, { recursive: true, force: true });
+    }
+  });
 
   test('does not let a config borrow a stored layer by naming its diffID', async () => {
     const honest = await makeImage({ 'who.txt': 'honest' });

@@ -212,7 +212,107 @@ describe('RegistryClient bearer authentication', () => {
   });
 });
 
+describe('RegistryClient token lifetime and scope', () => {
+  it('fetches a new token once expires_in has passed, mid-session', async () => {
+    let issued = 0;
+    const tokenServer = await mock((req, res) => {
+      issued++;
+      res.end(JSON.stringify({ token: `tok-${issued}`, expires_in: 60 }));
+    });
+    // The registry honours only the newest token, as one would once the
+    // older one has expired.
+    const registry = await mock((req, res) => {
+      if (req.headers.authorization !== `Bearer tok-${issued}`) {
+        res.writeHead(401, { 'www-authenticate': `Bearer realm="${tokenServer.origin}/t",service="s"` });
+        res.end();
+        return;
+      }
+      res.end(imageManifest());
+    });
+    let now = 1_000_000;
+    const c = client({ now: () => now });
+    const ref = parseReference(`${registry.host}/x/y`);
+    await c.fetchManifest(ref, 'a');
+    now += 30_000;
+    await c.fetchManifest(ref, 'b');
+    assert.equal(tokenServer.requests.length, 1, 'a live token is reused');
+
+    now += 31_000;
+    await c.fetchManifest(ref, 'c');
+    assert.equal(tokenServer.requests.length, 2, 'an expired token is replaced');
+    // The expired token was not sent: the request went out bare, got the
+    // challenge, and was retried with the new token.
+    assert.deepEqual(
+      registry.requests.slice(-2).map((r) => r.headers.authorization),
+      [undefined, 'Bearer tok-2'],
+    );
+  });
+
+  it('answers insufficient_scope with one new token for the scope asked for, then stops', async () => {
+    const scopes: string[][] = [];
+    const tokenServer = await mock((req, res) => {
+      const q = new URL(req.url!, 'http://x').searchParams.getAll('scope');
+      scopes.push(q);
+      res.end(JSON.stringify({ token: q.includes('repository:x/y:pull,push') ? 'tok-wide' : 'tok-narrow' }));
+    });
+    const challenge = (scope: string) =>
+      `Bearer realm="${tokenServer.origin}/t",service="s",scope="${scope}",error="insufficient_scope"`;
+    const registry = await mock((req, res) => {
+      const auth = req.headers.authorization;
+      const ok = req.url!.endsWith('/ok')
+        ? auth === 'Bearer tok-wide' || auth === 'Bearer tok-narrow'
+        : auth === 'Bearer tok-wide' && !req.url!.endsWith('/never');
+      if (ok) {
+        res.end(imageManifest());
+        return;
+      }
+      const scope = req.url!.endsWith('/ok')
+        ? 'repository:x/y:pull'
+        : req.url!.endsWith('/never')
+          ? 'repository:x/y:delete'
+          : 'repository:x/y:pull,push';
+      res.writeHead(401, { 'www-authenticate': challenge(scope) });
+      res.end(JSON.stringify({ errors: [{ code: 'DENIED', message: 'insufficient scope' }] }));
+    });
+    const c = client();
+    const ref = parseReference(`${registry.host}/x/y`);
+    await c.fetchManifest(ref, 'ok');
+    assert.equal(tokenServer.requests.length, 1);
+
+    // The cached token is refused for this one: re-challenged once, with
+    // the scope the challenge names, and the retry succeeds.
+    await c.fetchManifest(ref, 'wider');
+    assert.equal(tokenServer.requests.length, 2);
+    assert.deepEqual(scopes[1]!.sort(), ['repository:x/y:pull', 'repository:x/y:pull,push']);
+
+    // A registry that is never satisfied gets one re-challenge, not a loop.
+    const before = registry.requests.length;
+    await rejectsWith<RegistryError>(c.fetchManifest(ref, 'never'), (err) => {
+      assert.equal(err.status, 401);
+      assert.deepEqual(err.errorCodes, ['DENIED']);
+    });
+    assert.equal(registry.requests.length - before, 2);
+    assert.equal(tokenServer.requests.length, 3);
+  });
+});
+
 describe('RegistryClient manifest verification', () => {
+  it('refuses a schema 1 manifest, by Content-Type or by its body, as too old', async () => {
+    const schema1 = Buffer.from(JSON.stringify({ schemaVersion: 1, name: 'x/y', tag: 'latest', fsLayers: [] }));
+    const registry = await mock((req, res) => {
+      if (req.url!.endsWith('/typed')) res.setHeader('content-type', MediaType.dockerManifestSchema1Signed);
+      res.end(schema1);
+    });
+    const c = client();
+    for (const tag of ['typed', 'untyped']) {
+      await rejectsWith<MinidockError>(c.fetchManifest(parseReference(`${registry.host}/x/y`), tag), (err) => {
+        assert.equal(err.code, 'ERR_SCHEMA1');
+        assert.match(err.message, /the image format is too old \(Docker image manifest schema 1/);
+        assert.match(err.hint ?? '', /re-push/);
+      });
+    }
+  });
+
   it('refuses bytes that do not match the digest reference', async () => {
     const good = imageManifest('amd64');
     const evil = imageManifest('evil');
@@ -358,18 +458,48 @@ describe('RegistryClient retries and errors', () => {
     const got = await client({ logger }).fetchManifest(parseReference(`${registry.host}/x/y`), 'latest');
     assert.equal(got.digest, digestOf(manifest));
     assert.equal(registry.requests.length, 2);
-    // The Retry-After of 1 s was honoured, not the 5 ms backoff.
-    assert.ok(logger.lines.some((l) => /retry GET .* in 1000 ms \(429 Too Many Requests\)/.test(l)), logger.lines.join('\n'));
+    // The Retry-After of 1 s was honoured, not the 5 ms backoff, and the
+    // user is told, at warning level.
+    assert.deepEqual(logger.lines.filter((l) => l.startsWith('warn ')), [
+      `warn rate limited by ${registry.host}, retrying in 1s`,
+    ]);
   });
 
-  it('gives up on 5xx after 3 tries in all', async () => {
-    const registry = await mock((req, res) => sendError(res, 503, 'UNAVAILABLE', 'try later'));
-    await rejectsWith<RegistryError>(client().fetchManifest(parseReference(`${registry.host}/x/y`), 'latest'), (err) => {
-      assert.ok(err instanceof RegistryError);
-      assert.equal(err.status, 503);
-      assert.equal(err.temporary, true);
+  it('does not wait out a Retry-After longer than a minute', async () => {
+    const registry = await mock((req, res) => {
+      res.writeHead(429, { 'retry-after': '3600' });
+      res.end();
     });
+    const logger = recordingLogger();
+    await rejectsWith<RegistryError>(
+      client({ logger }).fetchManifest(parseReference(`${registry.host}/x/y`), 'latest'),
+      (err) => {
+        assert.ok(err instanceof RegistryError);
+        assert.equal(err.status, 429);
+        assert.match(err.message, /: 429 Too Many Requests$/);
+      },
+    );
+    assert.equal(registry.requests.length, 1);
+    assert.deepEqual(logger.lines.filter((l) => l.startsWith('warn ')), []);
+  });
+
+  it('gives up on 5xx after 3 tries in all, saying so before each retry', async () => {
+    const registry = await mock((req, res) => sendError(res, 503, 'UNAVAILABLE', 'try later'));
+    const logger = recordingLogger();
+    await rejectsWith<RegistryError>(
+      client({ logger }).fetchManifest(parseReference(`${registry.host}/x/y`), 'latest'),
+      (err) => {
+        assert.ok(err instanceof RegistryError);
+        assert.equal(err.status, 503);
+        assert.equal(err.temporary, true);
+      },
+    );
     assert.equal(registry.requests.length, 3);
+    // Backoff doubles from 5 ms.
+    assert.deepEqual(logger.lines.filter((l) => l.startsWith('warn ')), [
+      `warn ${registry.host} answered 503 Service Unavailable, retrying in 0.01s`,
+      `warn ${registry.host} answered 503 Service Unavailable, retrying in 0.01s`,
+    ]);
   });
 
   it('does not retry a 404 and reports the manifest unknown', async () => {

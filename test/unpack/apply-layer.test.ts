@@ -10,7 +10,7 @@ import { MinidockError, NotImplementedError, UnsafePathError } from '../../src/e
 import type { Logger } from '../../src/log.js';
 import { lgetxattr, llistxattr, splitDev } from '../../src/sys/index.js';
 import { applyLayer } from '../../src/unpack/index.js';
-import { makeTar, type TarEntry } from '../helpers/make-tar.js';
+import { makeTar, sparse10, type TarEntry } from '../helpers/make-tar.js';
 
 const isRoot = process.getuid?.() === 0;
 const needRoot = isRoot ? false : 'needs root (chown, mknod, trusted.* xattrs)';
@@ -412,27 +412,96 @@ describe('applyLayer', { skip: needRoot }, () => {
     assert.equal(st.mtimeMs, 1700000000500);
   });
 
-  it('refuses GNU sparse files with NotImplementedError', async () => {
-    const { layer } = newCase();
-    await assert.rejects(
-      apply([{ name: 'sparse', content: 'xxxx', typeflag: 'S' }], layer),
-      (err: unknown) => {
-        assert.ok(err instanceof NotImplementedError);
-        assert.match((err as Error).message, /GNU sparse file/);
-        assert.match((err as Error).message, /"sparse"/);
-        return true;
-      },
-    );
+  it("writes GNU tar's sparse files in all four formats, holes kept", async (t) => {
+    const gnuTar = spawnSync('tar', ['--version'], { encoding: 'utf8' });
+    if (!/GNU tar/.test(gnuTar.stdout ?? '')) {
+      t.skip('needs GNU tar to write the sparse files');
+      return;
+    }
+    // Files with data at a few places and holes between: "few" fits the
+    // old GNU header's four map entries, "many" needs extension blocks.
+    const src = fs.mkdtempSync(path.join(base, 'sparse-src-'));
+    const write = (name: string, size: number, at: number[]) => {
+      const fd = fs.openSync(path.join(src, name), 'w');
+      for (const off of at) fs.writeSync(fd, Buffer.from(`data at ${off}`), 0, undefined, off);
+      fs.ftruncateSync(fd, size);
+      fs.closeSync(fd);
+    };
+    write('few', 3_000_000, [0, 1_500_000, 2_999_980]);
+    write('many', 4_000_000, Array.from({ length: 40 }, (_, i) => i * 90_000 + 7));
+    write('empty', 1_000_000, []);
+    const want = new Map(['few', 'many', 'empty'].map((n) => [n, fs.readFileSync(path.join(src, n))]));
+
+    const formats = [['-H', 'gnu'], ...['0.0', '0.1', '1.0'].map((v) => ['-H', 'posix', `--sparse-version=${v}`])];
+    for (const format of formats) {
+      const tarred = spawnSync('tar', ['--sparse', ...format, '-C', src, '-cf', '-', 'few', 'many', 'empty'], {
+        maxBuffer: 64 << 20,
+      });
+      assert.equal(tarred.status, 0, tarred.stderr.toString());
+      const { layer } = newCase();
+      await applyLayer(Readable.from([tarred.stdout]), layer);
+
+      assert.deepEqual(fs.readdirSync(layer).sort(), ['empty', 'few', 'many'], format.join(' '));
+      for (const [name, bytes] of want) {
+        const got = fs.readFileSync(path.join(layer, name));
+        assert.ok(got.equals(bytes), `${name} (${format.join(' ')})`);
+        // Holes stay holes: far fewer blocks than the size would take.
+        assert.ok(fs.statSync(path.join(layer, name)).blocks * 512 < bytes.length / 4, name);
+      }
+    }
   });
 
-  it('refuses PAX-format GNU sparse files with NotImplementedError', async () => {
+  it('refuses a sparse map that disagrees with its data', async () => {
+    const cases: Array<[TarEntry, RegExp]> = [
+      [
+        { name: 's', content: 'abcd', pax: { 'GNU.sparse.map': '10,2,5,2', 'GNU.sparse.size': '20' } },
+        /out of order/,
+      ],
+      [
+        { name: 's', content: 'abcd', pax: { 'GNU.sparse.map': '0,4,18,4', 'GNU.sparse.size': '20' } },
+        /past the file's end/,
+      ],
+      [
+        { name: 's', content: 'abc', pax: { 'GNU.sparse.map': '0,4', 'GNU.sparse.size': '20' } },
+        /shorter than the sparse map/,
+      ],
+      [
+        { name: 's', content: 'abcdef', pax: { 'GNU.sparse.map': '0,4', 'GNU.sparse.size': '20' } },
+        /longer than the sparse map/,
+      ],
+      [
+        { name: 's', content: 'x', pax: { 'GNU.sparse.major': '2', 'GNU.sparse.minor': '0' } },
+        /GNU sparse format 2.0 is not known/,
+      ],
+      [{ name: 's', content: '9999999999\n', pax: sparse10('s', 100) }, /sparse map|shorter/],
+      [
+        {
+          name: 's',
+          content: 'abcd',
+          pax: { 'GNU.sparse.numblocks': '3', 'GNU.sparse.map': '0,4', 'GNU.sparse.size': '20' },
+        },
+        /numblocks 3 does not match the map's 1 segments/,
+      ],
+    ];
+    for (const [entry, why] of cases) {
+      const { layer } = newCase();
+      await assert.rejects(apply([entry], layer), (err: unknown) => {
+        assert.ok(err instanceof MinidockError);
+        assert.equal((err as MinidockError).code, 'ERR_BAD_LAYER');
+        assert.match((err as Error).message, /^apply layer entry "s": /);
+        assert.match((err as Error).message, why);
+        return true;
+      });
+    }
+  });
+
+  it('refuses GNU-only entry types it cannot apply with NotImplementedError', async () => {
     const { layer } = newCase();
-    const pax = { 'GNU.sparse.major': '1', 'GNU.sparse.minor': '0', 'GNU.sparse.realsize': '9' };
     await assert.rejects(
-      apply([{ name: 'GNUSparseFile.0/s', content: '1\n0\n4\nxxxx', pax }], layer),
+      apply([{ name: 'dumpdir/', type: 'directory', typeflag: 'D' }], layer),
       (err: unknown) => {
         assert.ok(err instanceof NotImplementedError);
-        assert.match((err as Error).message, /PAX GNU sparse file/);
+        assert.match((err as Error).message, /tar entry GNU dump directory \(entry "dumpdir\/"\)/);
         return true;
       },
     );
@@ -459,6 +528,57 @@ describe('applyLayer', { skip: needRoot }, () => {
       assert.match((err as Error).message, /^read layer tar: /);
       return true;
     });
+  });
+
+  it('refuses a header after a lone zero block, as Go archive/tar does', async () => {
+    const { layer } = newCase();
+    const first = await makeTar([{ name: 'seen', content: 'x' }]);
+    const hidden = await makeTar([{ name: 'hidden', content: 'y' }]);
+    // One end block only, then another entry.
+    const tar = Buffer.concat([first.subarray(0, first.length - 512), hidden]);
+    await assert.rejects(applyLayer(Readable.from([tar]), layer), (err: unknown) => {
+      assert.ok(err instanceof MinidockError);
+      assert.equal((err as MinidockError).code, 'ERR_BAD_LAYER');
+      assert.match((err as Error).message, /a header follows a lone zero block at byte 1024/);
+      return true;
+    });
+    assert.equal(fs.existsSync(path.join(layer, 'hidden')), false);
+  });
+
+  it('links a hard link to its target when the target comes later', async () => {
+    const { layer } = newCase();
+    await apply(
+      [
+        { name: 'a/h1', type: 'link', linkname: 'b/target' },
+        { name: 'a/h2', type: 'link', linkname: 'a/h1' },
+        { name: 'replaced', type: 'link', linkname: 'b/target' },
+        { name: 'replaced', content: 'own content' },
+        { name: 'b/target', content: 'shared', mode: 0o750, uid: 5 },
+      ],
+      layer,
+    );
+
+    const target = fs.lstatSync(path.join(layer, 'b/target'));
+    assert.equal(target.nlink, 3);
+    for (const p of ['a/h1', 'a/h2']) {
+      assert.equal(fs.lstatSync(path.join(layer, p)).ino, target.ino, p);
+    }
+    assert.equal(fs.readFileSync(path.join(layer, 'a/h2'), 'utf8'), 'shared');
+    assert.equal(fs.readFileSync(path.join(layer, 'replaced'), 'utf8'), 'own content');
+    assert.equal(fs.lstatSync(path.join(layer, 'replaced')).nlink, 1);
+  });
+
+  it('fails a hard link whose target never comes', async () => {
+    const { layer } = newCase();
+    await assert.rejects(
+      apply([{ name: 'h', type: 'link', linkname: 'missing/f' }, { name: 'x', content: 'x' }], layer),
+      (err: unknown) => {
+        assert.ok(err instanceof MinidockError);
+        assert.equal((err as MinidockError).code, 'ERR_BAD_LAYER');
+        assert.match((err as Error).message, /"h": hard link target "missing\/f" is not in the layer/);
+        return true;
+      },
+    );
   });
 
   it('refuses a directory that is not empty', async () => {
@@ -587,6 +707,80 @@ describe('applyLayer refuses entries that escape the layer', { skip: needRoot },
       { name: 'a', type: 'symlink', linkname: sentinel },
       { name: 'a/h', type: 'link', linkname: 'f' },
     ]));
+
+  it('refuses "a/../../x"', () => assertRefused(() => [{ name: 'a/../../x', content: 'x' }]));
+
+  it('refuses a symlink a -> /etc followed by a/passwd, leaving /etc alone', async () => {
+    const passwd = fs.readFileSync('/etc/passwd');
+    const etc = fs.readdirSync('/etc').sort();
+    await assertRefused(() => [
+      { name: 'a', type: 'symlink', linkname: '/etc' },
+      { name: 'a/passwd', content: 'pwned::0:0::/:/bin/sh\n' },
+    ]);
+    assert.deepEqual(fs.readFileSync('/etc/passwd'), passwd);
+    assert.deepEqual(fs.readdirSync('/etc').sort(), etc);
+  });
+
+  it('refuses a chain of symlinks to ".."', () =>
+    assertRefused(() => [
+      { name: 'a', type: 'symlink', linkname: '..' },
+      { name: 'b', type: 'symlink', linkname: 'a/..' },
+      { name: 'c', type: 'symlink', linkname: 'b' },
+      { name: 'c/escaped', content: 'x' },
+    ]));
+
+  it('refuses a chain of symlinks to ".." used as a hard link target', () =>
+    assertRefused(() => [
+      { name: 'a', type: 'symlink', linkname: '..' },
+      { name: 'b', type: 'symlink', linkname: 'a/../..' },
+      { name: 'h', type: 'link', linkname: 'b/sentinel/passwd' },
+    ]));
+
+  for (const name of ['.', './', '/', '']) {
+    it(`refuses a symlink entry named ${JSON.stringify(name)}`, () =>
+      assertRefused(({ sentinel }) => [
+        { name, type: 'symlink', linkname: sentinel },
+        { name: 'passwd', content: 'pwned' },
+      ]));
+  }
+
+  it('refuses a hard link waiting for its target when its directory became a symlink', () =>
+    assertRefused(({ sentinel }) => [
+      { name: 'd/h', type: 'link', linkname: 't' },
+      { name: 'd', type: 'symlink', linkname: sentinel },
+      { name: 't', content: 'would land in the sentinel as h' },
+    ]));
+
+  it('resolves an absolute name inside the layer, not on the host', async () => {
+    const c = newCase();
+    const before = snapshot(c.root, c.layer);
+    const name = path.join(c.sentinel, 'f');
+    await apply([{ name, content: 'inside the layer' }], c.layer);
+    assert.deepEqual(snapshot(c.root, c.layer), before);
+    assert.equal(fs.readFileSync(path.join(c.layer, name), 'utf8'), 'inside the layer');
+  });
+
+  it('links a hard link to a symlink that points outside as the symlink itself', async () => {
+    const c = newCase();
+    const before = snapshot(c.root, c.layer);
+    const outside = path.join(c.sentinel, 'passwd');
+    await apply(
+      [
+        { name: 's', type: 'symlink', linkname: outside },
+        { name: 'h', type: 'link', linkname: 's' },
+        // A later file entry of the same name replaces the link; it does
+        // not write through it.
+        { name: 's', content: 'inside' },
+      ],
+      c.layer,
+    );
+    assert.deepEqual(snapshot(c.root, c.layer), before);
+    const h = path.join(c.layer, 'h');
+    assert.ok(fs.lstatSync(h).isSymbolicLink());
+    assert.equal(fs.readlinkSync(h), outside);
+    assert.equal(fs.readFileSync(path.join(c.layer, 's'), 'utf8'), 'inside');
+    assert.equal(fs.lstatSync(outside).nlink, 1);
+  });
 
   for (const name of ['.wh.', '.wh..', '.wh...', 'd/.wh...']) {
     it(`refuses the whiteout ${JSON.stringify(name)}`, () => assertRefused(() => [{ name }]));

@@ -28,6 +28,26 @@ describe('parsePaxRecords', () => {
 });
 
 describe('PaxTap', () => {
+  it("is needed: tar-stream's own PAX values lose bytes that are not UTF-8", async () => {
+    // A security.capability value: bytes above 0x7f and NULs.
+    const cap = Buffer.from([0x01, 0x00, 0x00, 0x02, 0x00, 0x20, 0x20, 0x80, 0xff, 0x00]);
+    const tar = await makeTar([{ name: 'ping', content: 'x', xattrs: { 'security.capability': cap } }]);
+    const tap = new PaxTap();
+    const ex = extract();
+    Readable.from([tar]).pipe(tap).pipe(ex);
+
+    for await (const entry of ex) {
+      const pax = entry.header.pax as Record<string, string> | undefined;
+      const decoded = pax?.['SCHILY.xattr.security.capability'] ?? '';
+      assert.notDeepEqual(Buffer.from(decoded, 'utf8'), cap, 'tar-stream decodes the value as UTF-8');
+      assert.match(decoded, /\uFFFD/);
+      const h = entry.header as unknown as { byteOffset: number };
+      const raw = parsePaxRecords(tap.takeEntry(h.byteOffset).pax!);
+      assert.deepEqual(raw[0].value, cap, 'the tap keeps the bytes');
+      entry.resume();
+    }
+  });
+
   it('pairs each entry with its own raw PAX header, in step with tar-stream', async () => {
     const odd = Buffer.from([0xc3, 0x28, 0xff]);
     const tar = await makeTar([

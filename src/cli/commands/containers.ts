@@ -20,7 +20,7 @@ export function liveStatus(c: ContainerRecord): ContainerRecord['status'] {
   return c.status === 'running' && !isProcessAlive(c.pid, c.pidStart) ? 'exited' : c.status;
 }
 
-function statusText(c: ContainerRecord, now: number): string {
+export function statusText(c: ContainerRecord, now: number): string {
   switch (liveStatus(c)) {
     case 'created':
       return 'Created';
@@ -33,7 +33,7 @@ function statusText(c: ContainerRecord, now: number): string {
   }
 }
 
-function quoteCommand(args: string[]): string {
+export function quoteCommand(args: string[]): string {
   const s = args.join(' ');
   return JSON.stringify(s.length > 20 ? `${s.slice(0, 19)}…` : s);
 }
@@ -81,7 +81,7 @@ export async function rmCommand(ctx: Context, names: string[], flags: { force?: 
         if (liveStatus(c) === 'running') {
           if (!flags.force) {
             throw new MinidockError('ERR_CONFLICT', `cannot remove container ${name}: container is running`, {
-              hint: 'stop it first, or use rm -f',
+              hint: 'use rm -f to kill and remove it',
             });
           }
           // The executor relays the death of the container's init as 137.
@@ -89,18 +89,26 @@ export async function rmCommand(ctx: Context, names: string[], flags: { force?: 
             process.kill(c.pid!, 'SIGKILL');
           } catch {}
         }
-        await removeContainerDir(store, c.id);
-        await releaseName(store, c.name, c.id);
-        // Left behind only when the minidock that ran it was killed.
-        const { ContainerCgroup } = await import('../../runtime/cgroups.js');
-        await ContainerCgroup.at(c.cgroups ?? []).remove().catch(() => {});
+        await removeContainer(store, c);
       });
       process.stdout.write(`${name}\n`);
     } catch (err) {
       if (!(err instanceof MinidockError) || names.length === 1) throw err;
       process.stderr.write(`minidock: ${err.message}\n`);
-      status = 1;
+      status = 125; // as for one name: minidock's own error
     }
   }
   return status;
+}
+
+/**
+ * Removes a stopped container: its directory, its name and the cgroups a
+ * killed run left. Call with the metadata lock held.
+ */
+export async function removeContainer(store: Store, c: ContainerRecord): Promise<void> {
+  await removeContainerDir(store, c.id);
+  await releaseName(store, c.name, c.id);
+  // Left behind only when the minidock that ran it was killed.
+  const { ContainerCgroup } = await import('../../runtime/cgroups.js');
+  await ContainerCgroup.at(c.cgroups ?? []).remove().catch(() => {});
 }

@@ -9,10 +9,9 @@ import {
   listContainers,
   listImageRecords,
   lookupImage,
-  metadataLock,
   readLayerRecord,
   readRepositories,
-  withLock,
+  withContentAndMetadata,
   writeRepositories,
   type ImageRecord,
   type Store,
@@ -27,19 +26,18 @@ async function imageSize(store: Store, rec: ImageRecord): Promise<number> {
 }
 
 /** Splits "registry/repo:tag" at the tag's colon. */
-function splitTag(key: string): [string, string] {
+export function splitTag(key: string): [string, string] {
   const i = key.lastIndexOf(':');
   return [key.slice(0, i), key.slice(i + 1)];
 }
 
-function displayName(repo: string): string {
+export function displayName(repo: string): string {
   const slash = repo.indexOf('/');
   return familiarName({ registry: repo.slice(0, slash), repository: repo.slice(slash + 1) });
 }
 
-export async function imagesCommand(ctx: Context, flags: { quiet?: boolean; noTrunc?: boolean }): Promise<void> {
-  const store = await ctx.store();
-  const [records, repos] = await Promise.all([listImageRecords(store), readRepositories(store)]);
+/** One line per tag of each image (one "<none>" line for an untagged image), newest first. */
+export function imageRows(records: ImageRecord[], repos: Record<string, Digest>): { repo: string; tag: string; rec: ImageRecord }[] {
   const rows: { repo: string; tag: string; rec: ImageRecord }[] = [];
   for (const rec of records) {
     const tags = Object.entries(repos).filter(([, id]) => id === rec.id);
@@ -49,7 +47,13 @@ export async function imagesCommand(ctx: Context, flags: { quiet?: boolean; noTr
       rows.push({ repo: displayName(repo), tag, rec });
     }
   }
-  rows.sort((a, b) => (b.rec.created ?? '').localeCompare(a.rec.created ?? '') || a.repo.localeCompare(b.repo));
+  return rows.sort((a, b) => (b.rec.created ?? '').localeCompare(a.rec.created ?? '') || a.repo.localeCompare(b.repo));
+}
+
+export async function imagesCommand(ctx: Context, flags: { quiet?: boolean; noTrunc?: boolean }): Promise<void> {
+  const store = await ctx.store();
+  const [records, repos] = await Promise.all([listImageRecords(store), readRepositories(store)]);
+  const rows = imageRows(records, repos);
   const id = (rec: ImageRecord) => (flags.noTrunc ? rec.id : hexOf(rec.id).slice(0, 12));
   if (flags.quiet) {
     process.stdout.write([...new Set(rows.map((r) => id(r.rec)))].map((s) => `${s}\n`).join(''));
@@ -69,12 +73,12 @@ export async function rmiCommand(ctx: Context, images: string[], flags: { force?
   let status = 0;
   for (const image of images) {
     try {
-      const lines = await withLock(store, metadataLock, () => removeOne(store, image, flags.force ?? false));
+      const lines = await withContentAndMetadata(store, () => removeOne(store, image, flags.force ?? false));
       process.stdout.write(lines.map((l) => `${l}\n`).join(''));
     } catch (err) {
       if (!(err instanceof MinidockError) || images.length === 1) throw err;
       process.stderr.write(`minidock: ${err.message}\n`);
-      status = 1;
+      status = 125; // as for one name: minidock's own error
     }
   }
   return status;

@@ -8,7 +8,7 @@ import { formatPlatform, hostPlatform, type Platform } from '../../image/index.j
 import { fetchRemoteImage, listRemoteLayer, pickLayer, type TarListing } from '../../inspect/index.js';
 import { parseReference, type Reference } from '../../reference.js';
 import { CredentialStore, RegistryClient } from '../../registry/index.js';
-import type { Context } from '../context.js';
+import { registryOptions, type Context } from '../context.js';
 import { humanSize, table } from '../output.js';
 import { changeLine, entryJSON, out, schemaVersion } from './inspect-target.js';
 
@@ -16,7 +16,7 @@ function client(ctx: Context): RegistryClient {
   const credentials = new CredentialStore({ configPath: ctx.dockerConfigPath, env: process.env, logger: ctx.logger });
   return new RegistryClient({
     logger: ctx.logger,
-    insecureRegistries: ctx.config['insecure-registries'] ?? [],
+    ...registryOptions(ctx),
     credentials: credentials.lookup(),
   });
 }

@@ -3,7 +3,7 @@
  * `minidock logout SERVER`, keeping credentials where Docker keeps them.
  */
 import { MinidockError } from '../../errors.js';
-import type { Context } from '../context.js';
+import { registryOptions, type Context } from '../context.js';
 
 export interface LoginFlags {
   username?: string;
@@ -81,7 +81,7 @@ export async function loginCommand(ctx: Context, server: string, flags: LoginFla
   const creds = { username, password };
   const client = new RegistryClient({
     logger: ctx.logger,
-    insecureRegistries: ctx.config['insecure-registries'] ?? [],
+    ...registryOptions(ctx),
     credentials: (h) => (h === host ? creds : undefined),
   });
   try {

@@ -5,7 +5,7 @@ import { MinidockError } from '../../errors.js';
 import { parsePlatform, type Platform } from '../../image/index.js';
 import { familiarName, formatReference, parseReference, type Reference } from '../../reference.js';
 import type { ImageRecord, Store } from '../../store/index.js';
-import type { Context } from '../context.js';
+import { registryOptions, type Context } from '../context.js';
 import { progressRenderer } from '../progress.js';
 
 export interface PullFlags {
@@ -34,7 +34,7 @@ export async function pullWithProgress(
   store: Store,
   ref: Reference,
   flags: PullFlags,
-): Promise<ImageRecord> {
+): Promise<{ record: ImageRecord; digest: string }> {
   const { pullImage } = await import('../../pull/index.js');
   const { CredentialStore } = await import('../../registry/index.js');
   const credentials = new CredentialStore({ configPath: ctx.dockerConfigPath, env: process.env, logger: ctx.logger });
@@ -46,17 +46,18 @@ export async function pullWithProgress(
       logger: ctx.logger,
       progress: (e) => renderer.update(e),
       platform: platformFlag(flags.platform),
-      registry: { insecureRegistries: ctx.config['insecure-registries'] ?? [], credentials: credentials.lookup() },
+      registry: { ...registryOptions(ctx), credentials: credentials.lookup() },
     });
     renderer.done();
     if (!quiet) {
       const shown = ref.tag !== undefined ? `${familiarName(ref)}:${ref.tag}` : `${familiarName(ref)}@${ref.digest}`;
       process.stderr.write(`Digest: ${result.digest}\n`);
+      process.stderr.write(`Image ID: ${result.record.id}\n`);
       process.stderr.write(
         result.upToDate ? `Status: Image is up to date for ${shown}\n` : `Status: Downloaded newer image for ${shown}\n`,
       );
     }
-    return result.record;
+    return { record: result.record, digest: result.digest };
   } catch (err) {
     renderer.done();
     throw err;
@@ -67,6 +68,8 @@ export async function pullCommand(ctx: Context, image: string, flags: PullFlags)
   const ref = parseReference(image);
   platformFlag(flags.platform);
   const store = await ctx.store();
-  await pullWithProgress(ctx, store, ref, flags);
-  process.stdout.write(`${formatReference(ref)}\n`);
+  const { digest } = await pullWithProgress(ctx, store, ref, flags);
+  // As `docker pull` prints the reference; with -q, only the resolved
+  // digest, which scripts can pin.
+  process.stdout.write(flags.quiet ? `${digest}\n` : `${formatReference(ref)}\n`);
 }

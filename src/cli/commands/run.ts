@@ -89,7 +89,7 @@ export async function runCommand(ctx: Context, image: string, args: string[], fl
       });
     }
     if (flags.pull !== 'always') process.stderr.write(`Unable to find image '${image}' locally\n`);
-    record = await pullWithProgress(ctx, store, ref, { quiet: flags.quiet, platform: flags.platform });
+    ({ record } = await pullWithProgress(ctx, store, ref, { quiet: flags.quiet, platform: flags.platform }));
   }
   const config = await readImageConfig(store, record);
 
