@@ -308,6 +308,11 @@ export async function main(argv: string[]): Promise<void> {
   // minidock's failure, not success.
   process.exitCode = exitStatus.ownError;
   let commander: Commander | undefined;
+  // A reader that went away (`minidock layers IMAGE | head`) ends the
+  // command as SIGPIPE would, without a stack trace.
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') process.exit(128 + 13);
+  });
   try {
     // The most frequent command is read without loading commander.
     const quick = quickRunLine(argv.slice(2));

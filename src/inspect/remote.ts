@@ -12,20 +12,21 @@ import {
   formatPlatform,
   isAttestation,
   layerCompression,
+  parseManifest,
   type Descriptor,
   type ImageConfig,
   type ImageManifest,
   type Platform,
 } from '../image/index.js';
 import type { Reference } from '../reference.js';
-import type { FetchedManifest, RegistryClient } from '../registry/index.js';
+import type { RegistryClient } from '../registry/index.js';
 import { decompressor, TarTailStream } from '../unpack/index.js';
 import type { EntryKind } from './walk.js';
 
 /** What a registry says of an image, read whole (manifests and config only). */
 export interface RemoteImage {
-  /** The document the reference names: an index or a manifest. */
-  top: FetchedManifest;
+  /** The document the reference names: an index, or the image manifest itself. */
+  top: { raw: Buffer; digest: Digest; mediaType: string };
   /** For an index: its entries with their platforms (attestations marked). */
   platforms?: { platform: string; digest: Digest; mediaType: string; size: number; attestation: boolean }[];
   /** The image manifest for the platform asked for: exact bytes, digest, media type, parsed. */
@@ -39,17 +40,6 @@ export interface RemoteImage {
  * each verified against its digest. Stores nothing.
  */
 export async function fetchRemoteImage(client: RegistryClient, ref: Reference, platform: Platform): Promise<RemoteImage> {
-  const top = await client.fetchManifest(ref, ref.digest ?? ref.tag ?? 'latest');
-  let platforms: RemoteImage['platforms'];
-  if (top.parsed.kind === 'index') {
-    platforms = top.parsed.index.manifests.map((d) => ({
-      platform: d.platform === undefined ? 'unknown' : formatPlatform(d.platform),
-      digest: d.digest,
-      mediaType: d.mediaType,
-      size: d.size,
-      attestation: isAttestation(d),
-    }));
-  }
   const resolved = await client.resolve(ref, platform);
   const manifest: RemoteImage['manifest'] = {
     raw: resolved.rawManifest,
@@ -57,6 +47,22 @@ export async function fetchRemoteImage(client: RegistryClient, ref: Reference, p
     digest: resolved.manifestDigest,
     manifest: resolved.manifest,
   };
+  let top: RemoteImage['top'] = manifest;
+  let platforms: RemoteImage['platforms'];
+  if (resolved.rawIndex !== undefined && resolved.indexDigest !== undefined) {
+    // resolve() verified these bytes against the index's digest already.
+    const index = parseManifest(resolved.rawIndex, undefined, `index ${resolved.indexDigest}`);
+    top = { raw: resolved.rawIndex, digest: resolved.indexDigest, mediaType: index.mediaType };
+    if (index.kind === 'index') {
+      platforms = index.index.manifests.map((d) => ({
+        platform: d.platform === undefined ? 'unknown' : formatPlatform(d.platform),
+        digest: d.digest,
+        mediaType: d.mediaType,
+        size: d.size,
+        attestation: isAttestation(d),
+      }));
+    }
+  }
   const rawConfig = await client.fetchSmallBlob(ref, resolved.manifest.config);
   let config: ImageConfig;
   try {
@@ -172,9 +178,4 @@ function describeTarEntry(h: TarHeader): TarListing | undefined {
     default:
       return { op: 'A', path, kind: 'file', size: h.size ?? 0, ...common };
   }
-}
-
-/** The platform label of a descriptor list entry, for display. */
-export function platformLabel(p: Platform | undefined): string {
-  return p === undefined ? 'unknown' : formatPlatform(p);
 }

@@ -43,7 +43,7 @@ export interface LayerEntry {
   device?: { major: number; minor: number };
   /** A directory carrying overlay's opaque mark: nothing below it shows through. */
   opaque?: boolean;
-  /** A directory that holds at least one name in this layer. */
+  /** A directory that holds at least one name in this layer (unknown below a walk's maxDepth). */
   hasChildren?: boolean;
   /** Inode number, identifying a physical file (with the layer directory). */
   ino: number;
@@ -171,11 +171,16 @@ export function* walkLayer(dir: string, options: WalkOptions = {}): Generator<La
     const st = fs.lstatSync(abs);
     const e = entryAt(parts, st, abs);
     if (e.kind === 'dir') {
-      const descend = parts.length - under.length < maxDepth;
+      // Below maxDepth, hasChildren stays unknown: reading every directory
+      // a listing shows would cost a readdir each.
+      if (parts.length - under.length >= maxDepth) {
+        yield e;
+        continue;
+      }
       const names = sortedNames(abs);
       e.hasChildren = names.length > 0;
       yield e;
-      if (descend && names.length > 0) stack.push({ parts, names, next: 0 });
+      if (names.length > 0) stack.push({ parts, names, next: 0 });
       continue;
     }
     yield e;

@@ -9,20 +9,31 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
+import { lstat, mkdtemp, readdir, readFile, readlink, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { promisify } from 'node:util';
 import { LayoutWriter } from '../../fixtures/build-images.js';
-import { MediaType, type ImageConfig } from '../../src/image/index.js';
+import { MediaType, type ImageConfig, type ImageManifest } from '../../src/image/index.js';
 import { makeTestRoot, repoRoot, runCli } from '../helpers/cli.js';
 import { craftedTars } from '../helpers/crafted-layers.js';
 import { fixtureLayouts } from '../helpers/fixtures.js';
-import { listLayer } from '../helpers/layout.js';
+import { layoutEntry, listLayer, readLayoutBlob, readLayoutJSON } from '../helpers/layout.js';
 import { missingTools, startRegistry, type TestRegistry } from '../helpers/registry.js';
 
 const skip = process.getuid?.() !== 0 ? 'needs root (unpacking whiteouts, running a container)' : missingTools();
 const goldenDir = join(repoRoot, 'test', 'fixtures', 'inspect-golden');
+
+const umoci = '/usr/bin/umoci';
+
+/** Orders paths as a depth-first walk with sorted names does. */
+const byComponents = (a: string, b: string) => {
+  const x = a.split('/').join('\0');
+  const y = b.split('/').join('\0');
+  return x < y ? -1 : x > y ? 1 : 0;
+};
 
 const sha256 = (b: Buffer | string) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
@@ -259,6 +270,106 @@ describe('minidock inspect, history, layers, diff, ls, cat, export', { skip }, (
     const names = (await listLayer(await readFile(file))).map((e) => e.header.name);
     assert.ok(names.includes('new') && names.includes('bin/busybox') && !names.includes('etc/passwd'));
     assert.ok(existsSync(file));
+  });
+
+  test('every command on the fixture images', async () => {
+    const layouts = await fixtureLayouts();
+    for (const [name, ref] of [['busybox', busybox], ['layered', layered]] as const) {
+      const layout = join(layouts, name);
+      const entry = await layoutEntry(layout);
+      const i = JSON.parse((await cli(['inspect', '--format', 'json', ref])).stdout);
+      assert.equal(i.digest, entry.digest, `${name}: the manifest pulled is the layout's`);
+      assert.equal(sha256(i.manifest), entry.digest);
+      const config = await readLayoutJSON<ImageConfig>(layout, JSON.parse(i.manifest).config.digest);
+      assert.deepEqual(i.config, config);
+
+      const h = JSON.parse((await cli(['history', '--format', 'json', ref])).stdout);
+      assert.deepEqual(h.history.map((r: { createdBy: string }) => r.createdBy), config.history!.map((r) => r.created_by));
+
+      // Every tar entry of the bottom layer is an addition of that layer.
+      const manifest = await readLayoutJSON<ImageManifest>(layout, entry.digest);
+      const tarNames = (await listLayer(await readLayoutBlob(layout, manifest.layers[0]!.digest))).map((e) => `/${e.header.name.replace(/\/$/, '')}`);
+      const l = JSON.parse((await cli(['layers', '--format', 'json', ref, '1'])).stdout);
+      assert.deepEqual(l.layers[0].changes.map((c: { path: string }) => c.path), [...tarNames].sort(byComponents));
+      assert.ok(l.layers[0].changes.every((c: { op: string }) => c.op === 'A'));
+
+      const passwd = await cli(['cat', `${ref}:/etc/passwd`]);
+      assert.match(passwd.stdout, /^root:x:0:0:root:\/root:\/bin\/sh\n/);
+      const ls = await cli(['ls', `${ref}:/bin/`]);
+      assert.match(ls.stdout, /^-rwxr-xr-x  0\/0 +\d+  2024-01-01 00:00  busybox$/m);
+      assert.match(ls.stdout, /^lrwxrwxrwx  0\/0 +2024-01-01 00:00  sh -> busybox$/m);
+    }
+  });
+
+  test('the layered fixture wastes the two bytes of the file its whiteout deletes', async () => {
+    const e = JSON.parse((await cli(['inspect', '--efficiency', '--format', 'json', layered])).stdout).efficiency;
+    // data/old/f ("f\n") is deleted with data/old; dive weighs the whiteout
+    // as what it deletes, so every path's nodes agree and the score is 1.
+    assert.equal(e.wastedBytes, 2);
+    assert.deepEqual(e.layers.map((l: { wastedBytes: number }) => l.wastedBytes), [2, 0]);
+    assert.equal(e.potentialWastedBytes, 0);
+    assert.equal(e.score, 1);
+    assert.equal((await cli(['inspect', '--fail-under', '1', layered])).code, 0);
+  });
+
+  test('export of a fixture is the tree umoci unpacks', { skip: existsSync(umoci) ? false : `needs ${umoci} (Debian package umoci)` }, async () => {
+    const layouts = await fixtureLayouts();
+    const bundle = join(scratch, 'bundle');
+    await promisify(execFile)(umoci, ['unpack', '--image', `${join(layouts, 'layered')}:latest`, bundle]);
+    const rootfs = join(bundle, 'rootfs');
+    const file = join(scratch, 'layered.tar');
+    assert.equal((await cli(['export', layered, '-o', file])).code, 0);
+
+    const fromTar = (await listLayer(await readFile(file))).map((e) => {
+      const h = e.header;
+      const what = h.type === 'link' ? `link ${h.linkname}` : h.type === 'symlink' ? `symlink ${h.linkname}` : `${h.type} ${sha256(e.data)}`;
+      return `/${h.name.replace(/\/$/, '')} ${(h.mode! & 0o7777).toString(8)} ${h.uid}:${h.gid} ${what}`;
+    });
+    const fromUmoci: string[] = [];
+    const firstName = new Map<number, string>();
+    const walk = async (dir: string, rel: string) => {
+      for (const n of (await readdir(dir)).sort()) {
+        const p = join(dir, n);
+        const st = await lstat(p);
+        const path = `${rel}/${n}`;
+        let what: string;
+        if (st.isDirectory()) what = `directory ${sha256('')}`;
+        else if (st.isSymbolicLink()) what = `symlink ${await readlink(p)}`;
+        else if (st.nlink > 1 && firstName.has(st.ino)) what = `link ${firstName.get(st.ino)!.slice(1)}`;
+        else {
+          if (st.nlink > 1) firstName.set(st.ino, path);
+          what = `file ${sha256(await readFile(p))}`;
+        }
+        fromUmoci.push(`${path} ${(st.mode & 0o7777).toString(8)} ${st.uid}:${st.gid} ${what}`);
+        if (st.isDirectory()) await walk(p, path);
+      }
+    };
+    await walk(rootfs, '');
+    assert.deepEqual(fromTar, fromUmoci);
+  });
+
+  test('a running container\'s files are not read while its processes can change them', async () => {
+    const stop = new AbortController();
+    const running = runCli(['run', '--name', 'busy', busybox, 'sleep', '60'], { root, signal: stop.signal });
+    try {
+      let state = '';
+      for (let i = 0; i < 100 && state !== 'running'; i++) {
+        const j = await cli(['inspect', '--format', 'json', '--type', 'container', 'busy']);
+        state = j.code === 0 ? JSON.parse(j.stdout).state.status : '';
+        if (state !== 'running') await new Promise((r) => setTimeout(r, 100));
+      }
+      assert.equal(state, 'running');
+      for (const args of [['cat', 'busy:/etc/passwd'], ['export', 'busy', '-o', join(scratch, 'busy.tar')], ['diff', 'busy'], ['ls', 'busy:/']]) {
+        const r = await cli(args);
+        assert.equal(r.code, 125, args.join(' '));
+        assert.match(r.stderr, /^minidock: container busy is running: its files change while they are read\nhint: /);
+      }
+      assert.equal(existsSync(join(scratch, 'busy.tar')), false);
+    } finally {
+      stop.abort();
+      await running;
+      await cli(['rm', '-f', 'busy']);
+    }
   });
 
   test('names nothing the store holds: one line, exit 125', async () => {

@@ -21,6 +21,7 @@ function client(ctx: Context): RegistryClient {
   });
 }
 
+/** Prints what the registry holds for name (manifest, index platforms, config), storing nothing. */
 export async function inspectRemote(
   ctx: Context,
   name: string,
@@ -87,6 +88,11 @@ export async function inspectRemote(
   }
 }
 
+/**
+ * Streams one layer of name from the registry and prints its entries as they
+ * pass, storing nothing; fails after the listing if the blob does not match
+ * its digest or diffID.
+ */
 export async function layersRemote(
   ctx: Context,
   name: string,

@@ -3,6 +3,7 @@
  * the user typed, its layer directories, the --format flag, and the
  * terminal forms of modes and entries.
  */
+import { existsSync } from 'node:fs';
 import { MinidockError, NotFoundError } from '../../errors.js';
 import type { LayerEntry } from '../../inspect/index.js';
 import { parseReference } from '../../reference.js';
@@ -15,7 +16,7 @@ import {
   type ImageRecord,
   type Store,
 } from '../../store/index.js';
-import { findContainer } from './containers.js';
+import { findContainer, liveStatus } from './containers.js';
 
 /** The version of every JSON document the inspect commands print (docs/inspect.md). */
 export const schemaVersion = 1;
@@ -39,9 +40,36 @@ export async function findImage(store: Store, text: string): Promise<ImageRecord
   return rec;
 }
 
-/** The diff directories of an image's layers, bottom first. */
-export function imageLayers(store: Store, rec: ImageRecord): string[] {
-  return rec.diffIDs.map((d) => layerDiffDir(store, d));
+/**
+ * The diff directories of an image's layers, bottom first. Throws when one
+ * is missing: a walk would otherwise show the image without that layer.
+ */
+export function imageLayers(store: Store, rec: Pick<ImageRecord, 'id' | 'diffIDs'>): string[] {
+  return rec.diffIDs.map((d) => {
+    const dir = layerDiffDir(store, d);
+    if (!existsSync(dir)) {
+      throw new MinidockError('ERR_STORE_CORRUPT', `layer ${d} of image ${rec.id} is missing from the store`, { hint: 'pull the image again' });
+    }
+    return dir;
+  });
+}
+
+/**
+ * Finds a container or image whose files are about to be read. A running
+ * container's processes may change its writable layer under the read: a
+ * directory swapped for a symlink between a check and a readdir or open
+ * would lead the read outside the store, which Node's fs cannot prevent
+ * (no openat with RESOLVE_BENEATH). So a container's files are read only
+ * once it has exited; image layers never change.
+ */
+export async function findFilesTarget(store: Store, text: string): Promise<Target> {
+  const target = await findTarget(store, text);
+  if (target.kind === 'container' && liveStatus(target.container) === 'running') {
+    throw new MinidockError('ERR_CONFLICT', `container ${text} is running: its files change while they are read`, {
+      hint: 'read it once it has exited; its image can be read any time',
+    });
+  }
+  return target;
 }
 
 /**
@@ -56,7 +84,7 @@ export async function findTarget(store: Store, text: string, type?: 'image' | 'c
     });
     if (container !== undefined) {
       const image = await readImageRecord(store, container.imageId);
-      const layers = [...container.diffIDs.map((d) => layerDiffDir(store, d)), `${containerDir(store, container.id)}/upper`];
+      const layers = [...imageLayers(store, { id: container.imageId, diffIDs: container.diffIDs }), `${containerDir(store, container.id)}/upper`];
       return { kind: 'container', container, image, layers };
     }
   }
@@ -137,8 +165,16 @@ export function entryJSON(e: {
   };
 }
 
-/** Writes text to stdout (synchronous for files and pipes on Linux). */
+/** The status of a command whose reader went away, as a shell reports death by SIGPIPE. */
+const brokenPipeStatus = 128 + 13;
+
+/**
+ * Writes text to stdout (synchronous for files and pipes on Linux). Once
+ * the reader has gone (`minidock layers IMAGE | head`), a failed write has
+ * destroyed stdout: the listing stops there instead of running on unread.
+ */
 export function out(text: string): void {
+  if (process.stdout.destroyed) process.exit(brokenPipeStatus);
   process.stdout.write(text);
 }
 

@@ -19,6 +19,7 @@ import { liveStatus } from './containers.js';
 import { findImage, findTarget, out, parseFormat, schemaVersion } from './inspect-target.js';
 import { platformFlag } from './pull.js';
 
+/** The flags of `inspect`, as commander gives them. */
 export interface InspectFlags {
   format?: string;
   type?: string;
@@ -287,6 +288,7 @@ function printContainer(c: ContainerRecord, format: 'text' | 'json'): void {
   out(s);
 }
 
+/** The flags of `history`. */
 export interface HistoryFlags {
   format?: string;
   noTrunc?: boolean;
@@ -296,6 +298,7 @@ export interface HistoryFlags {
 /** Docker's width for CREATED BY in a truncated history. */
 const createdByWidth = 45;
 
+/** Prints an image's history: a table newest first, or the JSON document oldest first. */
 export async function historyCommand(ctx: Context, name: string, flags: HistoryFlags): Promise<void> {
   const format = parseFormat(flags.format);
   const store = await ctx.store();

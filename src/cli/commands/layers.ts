@@ -14,9 +14,10 @@ import {
 } from '../../inspect/index.js';
 import type { Context } from '../context.js';
 import { humanSize } from '../output.js';
-import { changeLine, entryJSON, findImage, findTarget, imageLayers, out, parseFormat, schemaVersion, type Target } from './inspect-target.js';
+import { changeLine, entryJSON, findFilesTarget, findImage, imageLayers, out, parseFormat, schemaVersion, type Target } from './inspect-target.js';
 import { platformFlag } from './pull.js';
 
+/** The flags of `layers`. */
 export interface LayersFlags {
   format?: string;
   tree?: boolean;
@@ -52,6 +53,7 @@ function treeName(c: Change, base: number): string {
   return `${'  '.repeat(Math.max(0, c.entry.depth - 1 - base))}${name}${c.entry.kind === 'dir' && c.op !== 'D' ? '/' : ''}`;
 }
 
+/** Prints what each layer of an image (or the one chosen) adds, changes and deletes. */
 export async function layersCommand(ctx: Context, name: string, which: string | undefined, flags: LayersFlags): Promise<void> {
   const format = parseFormat(flags.format);
   if (flags.remote) {
@@ -98,6 +100,7 @@ export async function layersCommand(ctx: Context, name: string, which: string | 
   });
 }
 
+/** The flags of `diff`. */
 export interface DiffFlags {
   format?: string;
 }
@@ -114,7 +117,7 @@ function label(t: Target): string {
 export async function diffCommand(ctx: Context, first: string, second: string | undefined, flags: DiffFlags): Promise<void> {
   const format = parseFormat(flags.format);
   const store = await ctx.store();
-  const a = await findTarget(store, first);
+  const a = await findFilesTarget(store, first);
   let changes: Iterable<Change>;
   let from: string;
   let to: string;
@@ -128,7 +131,7 @@ export async function diffCommand(ctx: Context, first: string, second: string | 
     to = a.container.id;
     changes = layerChanges(a.layers.slice(0, -1), a.layers[a.layers.length - 1]!);
   } else {
-    const b = await findTarget(store, second);
+    const b = await findFilesTarget(store, second);
     from = label(a);
     to = label(b);
     changes = viewChanges(a.layers, b.layers);
