@@ -46,6 +46,10 @@ echo
 
 echo "## run --rm IMAGE true ($small)"
 echo
+# Node 20 reads NODE_EXTRA_CA_CERTS at start-up unless minidock's launcher
+# hands it over (docs/decisions.md), so say whether it is set.
+echo "NODE_EXTRA_CA_CERTS is $([ -n "${NODE_EXTRA_CA_CERTS:-}" ] && echo set || echo unset) in this run."
+echo
 $md pull -q "$small" >/dev/null
 $pm pull -q --tls-verify=false "$small" >/dev/null
 hyperfine --warmup 3 --runs "$run_runs" --style basic --export-markdown "$w/run.md" \
