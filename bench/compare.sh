@@ -4,7 +4,8 @@
 #
 #   1. cold pull + unpack of a ~190 MB image (three layers of real files
 #      from this machine, layered by umoci), fresh store each run;
-#   2. `run --rm IMAGE true` on the busybox fixture;
+#   2. `run --rm IMAGE true` on the busybox fixture, with hyperfine and
+#      in turns (bench/interleave.ts);
 #   3. peak memory of each pull, and of minidock pulling a 1 MB and a
 #      190 MB image (memory should not grow with layer size).
 #
@@ -56,6 +57,14 @@ hyperfine --warmup 3 --runs "$run_runs" --style basic --export-markdown "$w/run.
   -n "minidock run" "$md run --rm $small true" \
   -n "podman run" "$pm run --rm $pm_run_flags $small true" >&2
 cat "$w/run.md"
+echo
+# The same, in turns (minidock, podman, minidock, …), so that a change in
+# the machine's load during the run weighs on both alike.
+echo "In turns, $run_runs rounds:"
+echo
+node dist/bench/interleave.js "$run_runs" \
+  "minidock run=$md run --rm $small true" \
+  "podman run=$pm run --rm $pm_run_flags $small true"
 echo
 
 echo "## Peak resident memory (kB) of one cold pull"

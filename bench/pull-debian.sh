@@ -29,6 +29,11 @@ if [ $# -ge 1 ]; then
 else
   bash fixtures/debian.sh "$host" bookworm >/dev/null
 fi
+# The build deleted its work tree; on this machine's disk (mounted with
+# discard) file creation is slow until that settles, which would charge
+# whichever tool ran first.
+sync
+sleep 10
 size=$(skopeo inspect --tls-verify=false --raw "docker://$image" \
   | node -e 'let s = ""; process.stdin.on("data", (d) => (s += d)).on("end", () => {
       const m = JSON.parse(s); const n = m.layers.reduce((t, l) => t + l.size, 0);
@@ -38,7 +43,7 @@ sk="skopeo copy -q --src-tls-verify=false docker://$image oci:$w/sk:bookworm"
 
 echo "## Pull of $image ($size)"
 echo
-hyperfine --runs "$runs" --style basic --export-markdown "$w/pull.md" \
+hyperfine --warmup 1 --runs "$runs" --style basic --export-markdown "$w/pull.md" \
   --prepare "$(aside "$w/md")" -n "minidock pull" "$md pull -q $image" \
   --prepare "$(aside "$w/sk")" -n "skopeo copy (oci:)" "$sk" \
   --prepare "$(aside "$w/pm")" -n "podman pull" "$pm pull -q --tls-verify=false $image" >&2
