@@ -4,7 +4,8 @@
 #
 #   1. cold pull + unpack of a ~190 MB image (three layers of real files
 #      from this machine, layered by umoci), fresh store each run;
-#   2. `run --rm IMAGE true` on the busybox fixture;
+#   2. `run --rm IMAGE true` on the busybox fixture, with hyperfine and
+#      in turns (bench/interleave.ts);
 #   3. peak memory of each pull, and of minidock pulling a 1 MB and a
 #      190 MB image (memory should not grow with layer size).
 #
@@ -17,19 +18,8 @@ cd "$(dirname "$0")/.."
 runs=${RUNS:-5}
 run_runs=${RUN_RUNS:-20}
 
-for tool in hyperfine /usr/bin/time umoci skopeo podman; do
-  command -v "$tool" >/dev/null || { echo "bench: $tool is missing (apt-get install hyperfine time umoci skopeo podman)" >&2; exit 1; }
-done
-
-w=$(mktemp -d /var/tmp/minidock-bench.XXXXXX)
-registry=
-cleanup() {
-  [ -n "$registry" ] && kill "$registry" 2>/dev/null && wait "$registry" 2>/dev/null
-  # podman's storage keeps a private mount of its own overlay directory.
-  awk -v w="$w/" 'index($2, w) == 1 { print $2 }' /proc/mounts | sort -r | xargs -r -n1 umount -l
-  rm -rf "$w"
-}
-trap cleanup EXIT
+source bench/common.sh
+needs hyperfine /usr/bin/time umoci skopeo podman
 
 # The test image: three layers of real files, built by umoci (a peer, so
 # the layers are not shaped by minidock's own writer).
@@ -39,27 +29,16 @@ for dir in /usr/lib/python3.11 /usr/share/perl /usr/share/doc; do
   umoci insert --image "$w/layout:big" "$dir" "$dir" >/dev/null
 done
 
-node dist/fixtures/registry.js serve >"$w/host" 2>"$w/registry.log" &
-registry=$!
-for _ in $(seq 1 200); do [ -s "$w/host" ] && break; sleep 0.1; done
-host=$(head -n 1 "$w/host")
-[ -n "$host" ] || { cat "$w/registry.log" >&2; exit 1; }
+start_registry
 skopeo copy -q --dest-tls-verify=false "oci:$w/layout:big" "docker://$host/bench/big:latest"
 big="$host/bench/big:latest"
 small="$host/library/busybox:latest"
 
-md="./bin/minidock.js --root $w/md"
-pm="podman --root $w/pm/root --runroot $w/pm/run --storage-driver overlay"
 # This machine's sandbox refuses podman's default rlimits; these are lower.
 pm_run_flags="--network none --ulimit nofile=1024:1024 --ulimit nproc=1024:1024"
 
 echo "## Cold pull + unpack of $big"
 echo
-# Each run starts from an empty store. The old one is moved aside, not
-# deleted: on this machine's disk, deleting a tree slows file creation for
-# a while after, which would charge one tool for the other's clean-up.
-mkdir -p "$w/trash"
-aside() { echo "mkdir -p $1 && mv $1 $w/trash/\$(date +%s%N)"; }
 hyperfine --runs "$runs" --style basic --export-markdown "$w/pull.md" \
   --prepare "$(aside "$w/md")" -n "minidock pull" "$md pull -q $big" \
   --prepare "$(aside "$w/pm")" -n "podman pull" "$pm pull -q --tls-verify=false $big" >&2
@@ -68,6 +47,10 @@ echo
 
 echo "## run --rm IMAGE true ($small)"
 echo
+# Node 20 reads NODE_EXTRA_CA_CERTS at start-up unless minidock's launcher
+# hands it over (docs/decisions.md), so say whether it is set.
+echo "NODE_EXTRA_CA_CERTS is $([ -n "${NODE_EXTRA_CA_CERTS:-}" ] && echo set || echo unset) in this run."
+echo
 $md pull -q "$small" >/dev/null
 $pm pull -q --tls-verify=false "$small" >/dev/null
 hyperfine --warmup 3 --runs "$run_runs" --style basic --export-markdown "$w/run.md" \
@@ -75,8 +58,15 @@ hyperfine --warmup 3 --runs "$run_runs" --style basic --export-markdown "$w/run.
   -n "podman run" "$pm run --rm $pm_run_flags $small true" >&2
 cat "$w/run.md"
 echo
+# The same, in turns (minidock, podman, minidock, …), so that a change in
+# the machine's load during the run weighs on both alike.
+echo "In turns, $run_runs rounds:"
+echo
+node dist/bench/interleave.js "$run_runs" \
+  "minidock run=$md run --rm $small true" \
+  "podman run=$pm run --rm $pm_run_flags $small true"
+echo
 
-peak() { /usr/bin/time -f %M "$@" 2>&1 >/dev/null | tail -n 1; }
 echo "## Peak resident memory (kB) of one cold pull"
 echo
 echo "| command | busybox (1 MB) | big (190 MB) |"
