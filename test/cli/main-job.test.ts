@@ -214,7 +214,7 @@ describe('minidock pull and run', { skip }, () => {
     });
     const exited = new Promise((res) => child.on('exit', res));
     let state: { pid?: number; cgroups?: string[]; id?: string } = {};
-    for (let i = 0; i < 100 && !state.pid; i++) {
+    for (let i = 0; i < 400 && !state.pid; i++) {
       await new Promise((r) => setTimeout(r, 50));
       for (const id of await readdir(join(root, 'containers'))) {
         const s = JSON.parse(await readFile(join(root, 'containers', id, 'state.json'), 'utf8').catch(() => '{}'));
@@ -225,7 +225,7 @@ describe('minidock pull and run', { skip }, () => {
     child.kill('SIGKILL');
     await exited;
     let alive = true;
-    for (let i = 0; i < 100 && alive; i++) {
+    for (let i = 0; i < 400 && alive; i++) {
       await new Promise((r) => setTimeout(r, 50));
       try {
         process.kill(state.pid!, 0);
