@@ -155,8 +155,8 @@ export function containerSize(store: Store, id: string): Promise<number> {
 
 /**
  * Removes what no image and no container refers to: blobs, layer
- * directories, links to missing layers, and tmp/ entries of processes that
- * are gone (left by a killed minidock). Takes the content lock, so no pull
+ * directories, links to missing layers, tmp/ entries of processes that
+ * are gone (left by a killed minidock), and partial downloads. Takes the content lock, so no pull
  * is halfway (its blobs stored, its image not yet recorded), then the
  * metadata lock.
  */
@@ -170,8 +170,20 @@ export async function pruneUnreferenced(store: Store): Promise<Freed> {
     const freed = await freeContent(store, blobs, layers);
     await removeDanglingLinks(store);
     await sweepTmp(store);
+    await removePartialDownloads(store);
     return freed;
   });
+}
+
+/**
+ * Removes the partial layer downloads that killed or failed pulls kept in
+ * tmp/ for the next pull to resume. Only under the content lock held
+ * exclusively, when no pull is writing one.
+ */
+async function removePartialDownloads(store: Store): Promise<void> {
+  for (const name of await readdir(store.path('tmp')).catch(() => [] as string[])) {
+    if (name.startsWith('partial-')) await rm(store.path('tmp', name), { force: true });
+  }
 }
 
 /** Runs fn holding the content lock exclusively, then the metadata lock. */

@@ -231,7 +231,7 @@ describe('minidock system and prune commands', { skip }, () => {
     assert.doesNotMatch((await cli(['ps', '-a'])).stdout, /asked/);
   });
 
-  test('system prune removes unreferenced blobs and layers and what dead processes left in tmp/', async () => {
+  test('system prune removes unreferenced blobs and layers, what dead processes left in tmp/ and partial downloads', async () => {
     // An orphan blob (right digest, no image), an orphan layer, and a
     // partial download of a process that no longer exists.
     const orphan = Buffer.from('orphan blob\n');
@@ -245,6 +245,8 @@ describe('minidock system and prune commands', { skip }, () => {
     await writeFile(leftover, 'partial');
     const live = join(s.root, 'tmp', `blob-abc.${process.pid}.0011aabb`);
     await writeFile(live, 'in flight');
+    const kept = join(s.root, 'tmp', `partial-sha256-${orphanHex}`);
+    await writeFile(kept, 'a download kept for the next pull');
     const blobsBefore = await readdir(join(s.root, 'blobs', 'sha256'));
 
     const r = await cli(['system', 'prune', '-f']);
@@ -253,6 +255,7 @@ describe('minidock system and prune commands', { skip }, () => {
     assert.equal(await exists(join(s.root, 'blobs', 'sha256', orphanHex)), false);
     assert.equal(await exists(join(s.root, 'layers', layerHex)), false);
     assert.equal(await exists(leftover), false);
+    assert.equal(await exists(kept), false, 'a kept partial download goes too');
     assert.equal(await exists(live), true, 'a live process\'s temp file stays');
     await unlink(live);
     assert.deepEqual((await readdir(join(s.root, 'blobs', 'sha256'))).sort(), blobsBefore.filter((h) => h !== orphanHex).sort());
