@@ -5,38 +5,28 @@
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { mkdir, mkdtemp, readdir, readlink, rm, unlink, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, readdir, readlink, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import type { DiffID } from '../../src/digest.js';
-import { checkStore, ensureLayerLink, layerTreeDigest, Store } from '../../src/store/index.js';
+import { checkStore, ensureLayerLink, layerTreeDigest } from '../../src/store/index.js';
+import { tempStoreSuite } from '../helpers/temp-store.js';
 
 const hexOfText = (s: string) => createHash('sha256').update(s).digest('hex');
 
 describe('checkStore', () => {
-  let root: string;
-  let store: Store;
-
-  before(async () => {
-    root = await mkdtemp(join(tmpdir(), 'minidock-check-'));
-    store = await Store.open(root);
-  });
-
-  after(async () => {
-    if (root) await rm(root, { recursive: true, force: true });
-  });
+  const t = tempStoreSuite('check');
 
   /** Writes a complete layer directory the way commitLayer leaves one. */
   const goodLayer = async (seed: string): Promise<DiffID> => {
     const hex = hexOfText(seed);
     const diffID = `sha256:${hex}` as DiffID;
-    const diff = join(root, 'layers', hex, 'diff');
+    const diff = join(t.root, 'layers', hex, 'diff');
     await mkdir(join(diff, 'etc'), { recursive: true });
     await writeFile(join(diff, 'etc', 'motd'), `${seed}\n`);
-    const link = await ensureLayerLink(store, diffID);
+    const link = await ensureLayerLink(t.store, diffID);
     const tree = await layerTreeDigest(diff);
-    await writeFile(join(root, 'layers', hex, 'layer.json'), JSON.stringify({ diffID, size: 1, entries: 2, unpacked: '', link, tree }));
+    await writeFile(join(t.root, 'layers', hex, 'layer.json'), JSON.stringify({ diffID, size: 1, entries: 2, unpacked: '', link, tree }));
     return diffID;
   };
 
@@ -47,14 +37,14 @@ describe('checkStore', () => {
     const unfinished = hexOfText('unfinished');
     const misnamed = hexOfText('misnamed');
 
-    await unlink(join(root, 'layers', 'l', hexOfText('unlinked').slice(0, 12)));
-    await writeFile(join(root, 'layers', hexOfText('grown'), 'diff', 'etc', 'extra'), 'not in the layer\n');
-    await mkdir(join(root, 'layers', unfinished, 'diff'), { recursive: true });
-    await mkdir(join(root, 'layers', misnamed, 'diff'), { recursive: true });
-    await writeFile(join(root, 'layers', misnamed, 'layer.json'), JSON.stringify({ diffID: sound }));
-    await mkdir(join(root, 'layers', 'junk'));
+    await unlink(join(t.root, 'layers', 'l', hexOfText('unlinked').slice(0, 12)));
+    await writeFile(join(t.root, 'layers', hexOfText('grown'), 'diff', 'etc', 'extra'), 'not in the layer\n');
+    await mkdir(join(t.root, 'layers', unfinished, 'diff'), { recursive: true });
+    await mkdir(join(t.root, 'layers', misnamed, 'diff'), { recursive: true });
+    await writeFile(join(t.root, 'layers', misnamed, 'layer.json'), JSON.stringify({ diffID: sound }));
+    await mkdir(join(t.root, 'layers', 'junk'));
     const badBlob = hexOfText('what the name promises');
-    await writeFile(join(root, 'blobs', 'sha256', badBlob), 'something else');
+    await writeFile(join(t.root, 'blobs', 'sha256', badBlob), 'something else');
 
     const expected = ([
       ['blob', `sha256:${badBlob}`, /^content hashes to sha256:[0-9a-f]{64}$/],
@@ -67,7 +57,7 @@ describe('checkStore', () => {
     const sorted = (ps: Awaited<ReturnType<typeof checkStore>>) =>
       [...ps].sort((a, b) => `${a.kind} ${a.subject}`.localeCompare(`${b.kind} ${b.subject}`));
 
-    const found = sorted(await checkStore(store));
+    const found = sorted(await checkStore(t.store));
     assert.equal(found.length, expected.length, JSON.stringify(found, null, 1));
     found.forEach((p, i) => {
       assert.equal(p.kind, expected[i]![0]);
@@ -76,13 +66,13 @@ describe('checkStore', () => {
       assert.equal(p.repaired, false);
     });
     // Nothing was touched.
-    assert.equal(found.length, sorted(await checkStore(store)).length);
+    assert.equal(found.length, sorted(await checkStore(t.store)).length);
 
-    const repaired = await checkStore(store, { repair: true });
+    const repaired = await checkStore(t.store, { repair: true });
     assert.ok(repaired.every((p) => p.repaired));
-    assert.deepEqual(await checkStore(store), []);
-    assert.deepEqual((await readdir(join(root, 'layers'))).sort(), [hexOfText('sound'), hexOfText('unlinked'), 'l'].sort());
-    assert.equal(await readlink(join(root, 'layers', 'l', hexOfText('unlinked').slice(0, 12))), `../${hexOfText('unlinked')}/diff`);
-    assert.deepEqual(await readdir(join(root, 'blobs', 'sha256')), []);
+    assert.deepEqual(await checkStore(t.store), []);
+    assert.deepEqual((await readdir(join(t.root, 'layers'))).sort(), [hexOfText('sound'), hexOfText('unlinked'), 'l'].sort());
+    assert.equal(await readlink(join(t.root, 'layers', 'l', hexOfText('unlinked').slice(0, 12))), `../${hexOfText('unlinked')}/diff`);
+    assert.deepEqual(await readdir(join(t.root, 'blobs', 'sha256')), []);
   });
 });
