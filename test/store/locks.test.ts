@@ -5,12 +5,12 @@
  */
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { after, before, describe, test } from 'node:test';
-import { Store, withLock } from '../../src/store/index.js';
+import { describe, test } from 'node:test';
+import { withLock, type Store } from '../../src/store/index.js';
+import { tempStoreSuite } from '../helpers/temp-store.js';
 
 const storeModule = new URL('../../src/store/index.js', import.meta.url).href;
 
@@ -65,48 +65,38 @@ async function assertWaitsFor(
 }
 
 describe('store locks between processes', () => {
-  let root: string;
-  let store: Store;
-
-  before(async () => {
-    root = await mkdtemp(join(tmpdir(), 'minidock-locks-'));
-    store = await Store.open(root);
-  });
-
-  after(async () => {
-    if (root) await rm(root, { recursive: true, force: true });
-  });
+  const t = tempStoreSuite('locks');
 
   test('a lock whose holder was killed with SIGKILL is free for the next taker', async () => {
-    const child = await holder(root, 'metadata', false);
+    const child = await holder(t.root, 'metadata', false);
     child.kill('SIGKILL');
     await exited(child);
     const waits: string[] = [];
-    store.onLockWait = (name) => waits.push(name);
+    t.store.onLockWait = (name) => waits.push(name);
     try {
-      assert.equal(await withLock(store, 'metadata', async () => 'taken'), 'taken');
+      assert.equal(await withLock(t.store, 'metadata', async () => 'taken'), 'taken');
     } finally {
-      store.onLockWait = undefined;
+      t.store.onLockWait = undefined;
     }
     assert.deepEqual(waits, [], 'taken at the first attempt, without waiting');
   });
 
   test('an exclusive holder keeps a second taker out until it releases', async () => {
-    const child = await holder(root, 'layer-x', false);
-    await assertWaitsFor(store, 'layer-x', child);
+    const child = await holder(t.root, 'layer-x', false);
+    await assertWaitsFor(t.store, 'layer-x', child);
   });
 
   test('shared holders hold together; an exclusive taker waits for all of them', async () => {
-    const child = await holder(root, 'content', true);
+    const child = await holder(t.root, 'content', true);
     // A second shared holder gets in while the first holds.
-    assert.equal(await withLock(store, 'content', async () => 'with it', { shared: true }), 'with it');
-    await assertWaitsFor(store, 'content', child);
+    assert.equal(await withLock(t.store, 'content', async () => 'with it', { shared: true }), 'with it');
+    await assertWaitsFor(t.store, 'content', child);
   });
 
   test('discard removes the lock file with its subject', async () => {
-    await withLock(store, 'layer-gone', async () => {}, { discard: true });
-    assert.ok(!(await readdir(join(root, 'locks'))).includes('layer-gone'));
-    await withLock(store, 'layer-kept', async () => {});
-    assert.ok((await readdir(join(root, 'locks'))).includes('layer-kept'));
+    await withLock(t.store, 'layer-gone', async () => {}, { discard: true });
+    assert.ok(!(await readdir(join(t.root, 'locks'))).includes('layer-gone'));
+    await withLock(t.store, 'layer-kept', async () => {});
+    assert.ok((await readdir(join(t.root, 'locks'))).includes('layer-kept'));
   });
 });
