@@ -510,9 +510,10 @@ function resumableDownload(
         logger.info(`layer ${layer.digest}: resuming at byte ${offset} of ${layer.size}`);
         for await (const chunk of createReadStream(partial, { end: offset - 1 })) yield chunk as Buffer;
       }
-      // A pull killed between the last byte and the rename left the whole
-      // blob: there is nothing to ask for (a Range from its size is a 416).
-      if (offset === layer.size) return;
+      // A pull killed after the last byte but before the rename left it
+      // whole: asking for bytes from its end would get a 416. Its digest is
+      // checked like any download's.
+      if (offset >= layer.size) return;
       const fh = await open(partial, 'a', 0o644);
       try {
         for (let fruitless = 0, resumes = 0; ; resumes++) {

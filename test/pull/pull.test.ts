@@ -278,6 +278,24 @@ describe('pullImage against a hostile registry (mock)', { skip }, () => {
     }
   });
 
+  test('a partial download that holds the whole blob is verified and kept, with no request for its bytes', async () => {
+    const image = await makeImage({ 'whole.txt': 'w'.repeat(16 * 1024) });
+    const layer = digestOf(image.layer);
+    images.set('whole/partial', image);
+    const store = await freshStore();
+    try {
+      // What a pull killed between its last write and its rename leaves.
+      const { writeFile } = await import('node:fs/promises');
+      await writeFile(store.path('tmp', `partial-sha256-${layer.slice(7)}`), image.layer);
+      await pullImage(store, parseReference(`${mock.host}/whole/partial:latest`), fastRetry);
+      assert.deepEqual(mock.requestsTo(`/v2/whole/partial/blobs/${layer}`), []);
+      assert.deepEqual(await readFile(store.path('blobs', 'sha256', layer.slice(7))), image.layer);
+      assert.deepEqual(await readdir(store.path('tmp')), []);
+    } finally {
+      await rm(root, { recursive: true, force: true });
+    }
+  });
+
   test('does not let a config borrow a stored layer by naming its diffID', async () => {
     const honest = await makeImage({ 'who.txt': 'honest' });
     const sneaky = await makeImage({ 'who.txt': 'sneaky' }, { diffID: honest.diffID });
