@@ -306,7 +306,12 @@ async function ensureLayer(job: LayerJob): Promise<boolean> {
     progress({ digest: layer.digest, phase, total: layer.size, complete });
   event('waiting', 0);
 
-  return withLock(store, `layer-${hexOf(diffID)}`, async () => {
+  // The layer's lock keeps two pulls from unpacking it at once; the blob's
+  // keeps two jobs from appending to one partial download, should two
+  // configs (one of them lying) name different diffIDs for the same blob.
+  const locked = (fn: () => Promise<boolean>) =>
+    withLock(store, `layer-${hexOf(diffID)}`, () => withLock(store, `blob-${hexOf(layer.digest)}`, fn));
+  return locked(async () => {
     const haveBlob = (await statBlob(store, layer.digest)) === layer.size;
     const record = await readLayerRecord(store, diffID);
     // A stored layer counts for this blob only once this blob was seen to
@@ -445,7 +450,7 @@ async function fetchLayer(job: LayerJob, st: LayerState): Promise<void> {
     event('verifying', compressed.size);
     uncompressed.verify(`diffID of layer ${layer.digest}`, diffID);
 
-    if (!haveBlob) await commitBlobFile(store, partial, layer.digest);
+    if (!haveBlob) await commitBlobFile(store, partial, layer.digest, layer.size);
     if (record === undefined) {
       await commitLayer(store, tmpLayer, {
         diffID,

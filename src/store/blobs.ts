@@ -5,7 +5,7 @@
  */
 import { open, rename, stat, unlink } from 'node:fs/promises';
 import { algorithmOf, digestOf, hexOf, type Digest } from '../digest.js';
-import { DigestMismatchError } from '../errors.js';
+import { DigestMismatchError, MinidockError } from '../errors.js';
 import { writeAtomic, type Store } from './store.js';
 
 /** Returns the path of blob d (which may not exist). */
@@ -33,11 +33,17 @@ export async function writeBlobBytes(store: Store, d: Digest, bytes: Uint8Array,
 
 /**
  * Moves a fully written and already verified temp file to blob d's name,
- * fsyncing it first so a power loss cannot leave an empty file there.
+ * fsyncing it first so a power loss cannot leave an empty file there. The
+ * file must hold exactly `size` bytes: the bytes that were verified were
+ * those of a stream, and this makes sure the file is no more than they.
  */
-export async function commitBlobFile(store: Store, tmp: string, d: Digest): Promise<void> {
+export async function commitBlobFile(store: Store, tmp: string, d: Digest, size: number): Promise<void> {
   const fh = await open(tmp, 'r');
   try {
+    const actual = (await fh.stat()).size;
+    if (actual !== size) {
+      throw new MinidockError('ERR_INTERNAL', `[internal error] store blob ${d}: ${tmp} holds ${actual} bytes, not ${size}`);
+    }
     await fh.sync();
   } finally {
     await fh.close();

@@ -296,6 +296,35 @@ describe('pullImage against a hostile registry (mock)', { skip }, () => {
     }
   });
 
+  test('a blob listed twice under two diffIDs is downloaded by one job at a time, and stored whole', async () => {
+    const { randomBytes } = await import('node:crypto');
+    const base = await makeImage({ 'big.bin': randomBytes(2 << 20).toString('base64') });
+    const layer = digestOf(base.layer);
+    const bogus = digestOf(Buffer.from('not this layer'));
+    const config = Buffer.from(
+      JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [base.diffID, bogus] } }),
+    );
+    const descriptor = { mediaType: MediaType.ociLayerGzip, digest: layer, size: base.layer.length };
+    const manifest = Buffer.from(
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: MediaType.ociManifest,
+        config: { mediaType: MediaType.ociConfig, digest: digestOf(config), size: config.length },
+        layers: [descriptor, descriptor],
+      }),
+    );
+    images.set('twice/listed', { manifest, blobs: new Map([[digestOf(config), config], [layer, base.layer]]) });
+    const store = await freshStore();
+    try {
+      await assert.rejects(pullImage(store, parseReference(`${mock.host}/twice/listed:latest`)), /diffID of layer/);
+      const blobs = await assertBlobsVerify(store);
+      assert.ok(blobs.includes(layer.slice(7)), 'the blob verified by the honest job is stored');
+      assert.deepEqual(await readdir(store.path('images')), []);
+    } finally {
+      await rm(root, { recursive: true, force: true });
+    }
+  });
+
   test('does not let a config borrow a stored layer by naming its diffID', async () => {
     const honest = await makeImage({ 'who.txt': 'honest' });
     const sneaky = await makeImage({ 'who.txt': 'sneaky' }, { diffID: honest.diffID });
