@@ -8,8 +8,7 @@
  * onStart callback, errors, and the exit status.
  *
  * Limitations:
- * - SIGINT is not forwarded (see installSignalHandlers): a `kill -INT`
- *   aimed at the Node process alone does not reach the container.
+ * - SIGUSR1 is not forwarded: Node keeps it for its inspector.
  * - The container pid handed to onStart is a host pid; killing it after the
  *   helper has reaped it could, in theory, hit a reused pid.
  * - The helper dies with the thread that spawned it (PR_SET_PDEATHSIG), so
@@ -152,28 +151,21 @@ export function execError(errno: number, path: string): ContainerExecError {
   return new ContainerExecError(`exec ${quoted}: ${errnoText(errno)}`, 126, errno);
 }
 
+/** The signals minidock forwards to the container, as Docker's sig-proxy does. */
+const forwardedSignals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGUSR2'];
+
 /**
- * Keeps Node alive through SIGINT, SIGTERM and SIGHUP while the helper
- * runs, forwarding TERM and HUP to it (it forwards them to the container).
- *
- * SIGINT is only swallowed, not forwarded: a Ctrl-C at a terminal already
- * reaches the helper, which shares our process group, so forwarding it as
- * well would deliver it to the container twice (a shell's trap would run
- * twice). With --tty the terminal is raw and Ctrl-C is a byte for the
- * container anyway. Returns the function that removes the handlers.
+ * Keeps Node alive through the forwarded signals while the helper runs,
+ * sending each to the helper, which passes it to the container. The helper
+ * forwards only what its parent sends it: a signal to the whole process
+ * group (Ctrl-C at a terminal) reaches both, and must reach the container
+ * once. Returns the function that removes the handlers.
  */
 function installSignalHandlers(forward: (signal: NodeJS.Signals) => void): () => void {
-  const onTerm = () => forward('SIGTERM');
-  const onHup = () => forward('SIGHUP');
-  const onInt = () => {};
-
-  process.on('SIGTERM', onTerm);
-  process.on('SIGHUP', onHup);
-  process.on('SIGINT', onInt);
+  const handlers = forwardedSignals.map((sig) => [sig, () => forward(sig)] as const);
+  for (const [sig, handler] of handlers) process.on(sig, handler);
   return () => {
-    process.off('SIGTERM', onTerm);
-    process.off('SIGHUP', onHup);
-    process.off('SIGINT', onInt);
+    for (const [sig, handler] of handlers) process.off(sig, handler);
   };
 }
 

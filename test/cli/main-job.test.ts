@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { open as fsOpen, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { cliPath, makeTestRoot, repoRoot, runCli } from '../helpers/cli.js';
@@ -205,6 +205,25 @@ describe('minidock pull and run', { skip }, () => {
     assert.equal((await cli(['rm', name])).code, 0);
   });
 
+  test('SIGINT sent to minidock run reaches the container, as with Docker\'s sig-proxy', async () => {
+    const script = 'trap "echo got-int; exit 42" INT; echo ready; while :; do sleep 1000 & wait; done';
+    const child = spawn(process.execPath, ['--', cliPath, 'run', '--rm', busybox, 'sh', '-c', script], {
+      cwd: repoRoot,
+      env: { ...process.env, MINIDOCK_ROOT: root },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    let err = '';
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    child.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+      if (out === 'ready\n') child.kill('SIGINT');
+    });
+    const code = await new Promise<number | null>((res) => child.once('close', res));
+    assert.equal(code, 42, err);
+    assert.equal(out, 'ready\ngot-int\n');
+  });
+
   test('kill -9 of minidock run takes the container with it; rm then clears its cgroups', async () => {
     const name = `k9-${process.pid}`;
     const child = spawn(process.execPath, ['--', cliPath, 'run', '--name', name, '--pids-limit', '50', busybox, 'sleep', '30'], {
@@ -368,6 +387,81 @@ describe('minidock pull and run', { skip }, () => {
       assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
       assert.match(r.stderr, /^minidock: invalid reference format/);
     }
+  });
+
+  /**
+   * Runs the CLI with the given files (or devices) as its stdio; 'pipe'
+   * ends are read back. Resolves with the exit status and what the pipes got.
+   */
+  async function cliWithStdio(args: string[], stdio: { in?: string; out?: string; err?: string; append?: boolean }) {
+    const open = async (path: string | undefined, flags: string) => (path === undefined ? undefined : fsOpen(path, flags));
+    const flags = stdio.append ? 'a' : 'w';
+    const files = [await open(stdio.in, 'r'), await open(stdio.out, flags), await open(stdio.err, flags)];
+    try {
+      const child = spawn(process.execPath, ['--', cliPath, ...args], {
+        cwd: repoRoot,
+        env: { ...process.env, MINIDOCK_ROOT: root },
+        stdio: files.map((f) => f?.fd ?? 'pipe'),
+      });
+      child.stdin?.end();
+      let stdout = '';
+      let stderr = '';
+      child.stdout?.on('data', (d: Buffer) => (stdout += d.toString()));
+      child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
+      const code = await new Promise<number | null>((res) => child.once('close', res));
+      return { code, stdout, stderr };
+    } finally {
+      for (const f of files) await f?.close();
+    }
+  }
+
+  test('a container cannot write the host file that is its stdin', async () => {
+    const ro = join(root, 'stdin-ro');
+    await writeFile(ro, 'orig\n', { mode: 0o444 });
+    const r = await cliWithStdio(['run', '--rm', '-i', busybox, 'sh', '-c', 'echo PWNED > /proc/self/fd/0; stat -L -c %F /proc/self/fd/0'], { in: ro });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout, 'fifo\n', 'the container reads its stdin through a pipe');
+    assert.equal(await readFile(ro, 'utf8'), 'orig\n');
+  });
+
+  test('a container cannot truncate the host file its stdout appends to', async () => {
+    const log = join(root, 'stdout-log');
+    await writeFile(log, 'a\nb\n', { mode: 0o444 });
+    const r = await cliWithStdio(['run', '--rm', busybox, 'sh', '-c', ': > /proc/self/fd/1; echo c; echo d >&2; exit 3'], { out: log, append: true });
+    assert.equal(r.code, 3, r.stderr);
+    assert.equal(r.stderr, 'd\n');
+    assert.equal(await readFile(log, 'utf8'), 'a\nb\nc\n');
+  });
+
+  test('a container cannot read the host file its stdout goes to', async () => {
+    const log = join(root, 'stdout-secret');
+    await writeFile(log, 'SECRET\n');
+    // The reopening may be refused (the pipe is root's, 0600); if not, with
+    // fd 1 closed nothing writes to what fd 3 reopened and cat ends at once.
+    const script = '( exec 3</proc/self/fd/1; exec 1>&-; cat <&3 >&4 ) 4>&2 2>/dev/null; echo done >&2';
+    const r = await cliWithStdio(['run', '--rm', '-u', '1000', busybox, 'sh', '-c', script], { out: log, append: true });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stderr, 'done\n');
+    assert.equal(await readFile(log, 'utf8'), 'SECRET\n');
+  });
+
+  test('relayed stdio keeps every byte, the order of stdout and stderr in one file, and the exit status', async () => {
+    const input = join(root, 'stdin-big');
+    const big = Buffer.alloc(1 << 20, 'x');
+    await writeFile(input, big);
+    const out = join(root, 'stdio-out');
+    // Output first, input after: a relay that blocked on the unread stdin
+    // would never see the output, and the run would hang.
+    const script = 'seq 1 50000; wc -c; echo err1 >&2; echo out2; echo err2 >&2; exit 5';
+    const r = await cliWithStdio(['run', '--rm', '-i', busybox, 'sh', '-c', script], { in: input, out, err: out });
+    assert.equal(r.code, 5);
+    const seq = Array.from({ length: 50000 }, (_, i) => `${i + 1}\n`).join('');
+    assert.equal(await readFile(out, 'utf8'), `${seq}${big.length}\nerr1\nout2\nerr2\n`);
+
+    // A device other than /dev/null is relayed too, and /dev/null passes straight.
+    const zero = await cliWithStdio(['run', '--rm', '-i', busybox, 'sh', '-c', 'head -c 3 | od -An -tx1; stat -L -c %t:%T /proc/self/fd/2'], { in: '/dev/zero', err: '/dev/null' });
+    assert.equal(zero.code, 0, zero.stderr);
+    assert.equal(zero.stdout.replace(/ +/g, ' '), ' 00 00 00\n1:3\n');
   });
 
   test('images, ps -a, rm and rmi manage what the store holds', async () => {

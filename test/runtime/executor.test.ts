@@ -177,6 +177,28 @@ describe('execute', { skip }, () => {
     assert.equal(process.listenerCount('SIGTERM'), 0);
   });
 
+  test('forwards only the signals its parent sends', RUN_BOUND, async () => {
+    // A signal to the whole process group reaches minidock too, which
+    // forwards it: the helper must not pass on a second copy.
+    const script = 'trap "echo int" INT; trap "echo term; exit 3" TERM; touch /tmp/ready; while :; do sleep 1000 & wait; done';
+    const c = await container({ args: ['sh', '-c', script] });
+    const child = spawn(executorPath(), executorArgs(c.spec), { stdio: ['ignore', 'pipe', 'inherit', 'pipe'] });
+    let out = '';
+    child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+    const closed = new Promise<number | null>((resolve) => child.once('close', resolve));
+    let ready = false;
+    for (let i = 0; i < 2000 && !ready; i++) {
+      ready = existsSync(c.upper('tmp/ready'));
+      if (!ready) await new Promise((r) => setTimeout(r, 10));
+    }
+    assert.ok(ready, 'container never became ready');
+    // From another process, then from the parent (this one).
+    execFileSync('kill', ['-INT', String(child.pid)]);
+    child.kill('SIGTERM');
+    assert.equal(await closed, 3);
+    assert.equal(out, 'term\n');
+  });
+
   test('kills the container when aborted', RUN_BOUND, async () => {
     const c = await container({ args: ['sleep', '1000'] });
     const ac = new AbortController();
