@@ -5,7 +5,7 @@
  * Usage:
  *   minidock-exec --log-fd FD [--parent-pid PID] [--mount-cwd DIR]
  *                 --overlay DATA --rootfs DIR [--hostname NAME] [--cwd PATH]
- *                 [--uid N] [--gid N] [--groups 1,2,3] [--env K=V]... [--cgroup-procs FILE]...
+ *                 [--uid N] [--gid N] [--groups 1,2,3] [--env-fd FD] [--cgroup-procs FILE]...
  *                 [--tty] [--stdin] -- ARGV...
  */
 #define _GNU_SOURCE
@@ -62,6 +62,53 @@ static void parse_groups(struct config *cfg, const char *list)
 	free(copy);
 }
 
+/*
+ * The container's environment comes as "K=V" entries, each ended by a NUL,
+ * on an fd read to its end: on the command line any local user could read
+ * it (ps, /proc/PID/cmdline), while /proc/PID/environ and fds are the
+ * owner's alone.
+ */
+#define ENV_MAX (16 << 20)
+
+static void read_env(struct config *cfg, int fd)
+{
+	size_t cap = 65536, len = 0, n = 0;
+	char *buf = malloc(cap);
+
+	if (!buf)
+		die("args", "read environment: %s", strerror(ENOMEM));
+	for (;;) {
+		ssize_t r;
+
+		if (len == cap) {
+			if (cap >= ENV_MAX)
+				die("args", "read environment: more than %d bytes", ENV_MAX);
+			cap *= 2;
+			buf = realloc(buf, cap);
+			if (!buf)
+				die("args", "read environment: %s", strerror(ENOMEM));
+		}
+		r = read(fd, buf + len, cap - len);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			die("args", "read environment from fd %d: %s", fd, strerror(errno));
+		if (r == 0)
+			break;
+		len += (size_t)r;
+	}
+	close(fd);
+	if (len > 0 && buf[len - 1] != '\0')
+		die("args", "read environment: the last entry is not ended by a NUL");
+	for (size_t i = 0; i < len; i++)
+		n += buf[i] == '\0';
+	cfg->env = calloc(n + 1, sizeof(char *));
+	if (!cfg->env)
+		die("args", "read environment: %s", strerror(ENOMEM));
+	for (size_t i = 0; i < len; i += strlen(buf + i) + 1)
+		cfg->env[cfg->nenv++] = buf + i;
+}
+
 /* The log fd comes first so that every later argument error can be reported. */
 static int find_log_fd(int argc, char **argv)
 {
@@ -82,9 +129,8 @@ static void parse_args(struct config *cfg, int argc, char **argv)
 {
 	int i;
 
-	cfg->env = calloc((size_t)argc, sizeof(char *));
 	cfg->cgroup_procs = calloc((size_t)argc, sizeof(char *));
-	if (!cfg->env || !cfg->cgroup_procs)
+	if (!cfg->cgroup_procs)
 		die("args", "parse arguments: %s", strerror(ENOMEM));
 
 	for (i = 1; i < argc; i++) {
@@ -123,8 +169,8 @@ static void parse_args(struct config *cfg, int argc, char **argv)
 			cfg->gid = (gid_t)parse_uint(a, v, UINT_MAX - 1);
 		else if (strcmp(a, "--groups") == 0)
 			parse_groups(cfg, v);
-		else if (strcmp(a, "--env") == 0)
-			cfg->env[cfg->nenv++] = argv[i + 1];
+		else if (strcmp(a, "--env-fd") == 0)
+			read_env(cfg, (int)parse_uint(a, v, INT_MAX));
 		else if (strcmp(a, "--cgroup-procs") == 0)
 			cfg->cgroup_procs[cfg->ncgroup_procs++] = argv[i + 1];
 		else

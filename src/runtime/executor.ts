@@ -2,7 +2,8 @@
  * The bridge to the native executor, native/build/minidock-exec.
  *
  * TypeScript decides everything about a container and hands it to the
- * helper as plain arguments; the helper clones into new namespaces, joins
+ * helper as plain arguments, but for the environment, which comes on fd 4
+ * (any local user can read a command line); the helper clones into new namespaces, joins
  * the cgroups, builds the rootfs, drops privileges and execs. It reports
  * back in JSON lines on fd 3, which this module turns into log lines, an
  * onStart callback, errors, and the exit status.
@@ -21,7 +22,7 @@ import { constants as osConstants } from 'node:os';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { getSystemErrorMap } from 'node:util';
-import type { Readable } from 'node:stream';
+import type { Readable, Writable } from 'node:stream';
 
 import { ContainerExecError, RuntimeSetupError, messageOf } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
@@ -77,6 +78,10 @@ interface ExecutorRecord {
 }
 
 const LOG_FD = 3;
+const ENV_FD = 4;
+
+/** The most one "KEY=value" string may take in execve(2): MAX_ARG_STRLEN, with its NUL. */
+const maxEnvEntryBytes = 32 * 4096 - 1;
 
 /** Returns the path of the native executor binary in this checkout or package. */
 export function executorPath(): string {
@@ -86,7 +91,8 @@ export function executorPath(): string {
 
 /**
  * Returns the helper's command line for spec (without the program itself).
- * Throws RuntimeSetupError for a spec the helper would refuse anyway.
+ * The helper reads the environment, executorEnv(spec), from fd 4.
+ * Throws RuntimeSetupError for a spec the helper or execve would refuse.
  */
 export function executorArgs(spec: ExecSpec): string[] {
   const bad = (what: string) => new RuntimeSetupError(`prepare container: ${what}`, 'args');
@@ -99,7 +105,13 @@ export function executorArgs(spec: ExecSpec): string[] {
     if (!Number.isInteger(id) || id < 0 || id >= 2 ** 32 - 1) throw bad(`invalid ${name} ${id}`);
   }
   for (const entry of spec.env) {
-    if (entry.indexOf('=') < 1) throw bad(`invalid environment entry ${JSON.stringify(entry)}`);
+    const name = JSON.stringify(entry.split('=', 1)[0]!.slice(0, 64));
+    if (entry.indexOf('=') < 1) throw bad(`invalid environment entry ${JSON.stringify(entry.slice(0, 64))}`);
+    if (entry.includes('\0')) throw bad(`environment variable ${name} holds a NUL byte`);
+    const bytes = Buffer.byteLength(entry);
+    if (bytes > maxEnvEntryBytes) {
+      throw bad(`environment variable ${name} takes ${bytes} bytes; the kernel passes at most ${maxEnvEntryBytes} for one (name=value)`);
+    }
   }
 
   const args = [
@@ -113,12 +125,17 @@ export function executorArgs(spec: ExecSpec): string[] {
     '--gid', String(spec.gid),
   ];
   if (spec.groups.length > 0) args.push('--groups', spec.groups.join(','));
-  for (const entry of spec.env) args.push('--env', entry);
+  args.push('--env-fd', String(ENV_FD));
   for (const file of spec.cgroupProcs) args.push('--cgroup-procs', file);
   if (spec.tty) args.push('--tty');
   if (spec.stdin) args.push('--stdin');
   args.push('--', ...spec.args);
   return args;
+}
+
+/** What the helper reads from fd 4: each "KEY=value" entry ended by a NUL. */
+export function executorEnv(spec: ExecSpec): Buffer {
+  return Buffer.from(spec.env.map((e) => `${e}\0`).join(''));
 }
 
 // libuv's table lacks some errnos an exec can fail with; these read as strerror(3).
@@ -198,8 +215,12 @@ export async function execute(spec: ExecSpec, options: ExecOptions = {}): Promis
   // The helper dies with this process; --parent-pid lets it notice that we
   // died before it could ask for that.
   const child = spawn(bin, ['--parent-pid', String(process.pid), ...args], {
-    stdio: ['inherit', 'inherit', 'inherit', 'pipe'],
+    stdio: ['inherit', 'inherit', 'inherit', 'pipe', 'pipe'],
   });
+  const envStream = child.stdio[ENV_FD] as Writable | null;
+  // A helper that dies early closes its end; its own report says why.
+  envStream?.on('error', () => {});
+  envStream?.end(executorEnv(spec));
 
   let containerPid: number | undefined;
   let exitStatus: number | undefined;

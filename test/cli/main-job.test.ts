@@ -4,7 +4,7 @@
  * namespaces under cgroup limits.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { open as fsOpen, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -222,6 +222,50 @@ describe('minidock pull and run', { skip }, () => {
     const code = await new Promise<number | null>((res) => child.once('close', res));
     assert.equal(code, 42, err);
     assert.equal(out, 'ready\ngot-int\n');
+  });
+
+  test('environment values are not on any command line another user can read', async () => {
+    const secret = `s3cr3t-${process.pid}`;
+    const file = join(root, 'secret.env');
+    await writeFile(file, `MD_SECRET=${secret}\n`, { mode: 0o600 });
+    const child = spawn(process.execPath, ['--', cliPath, 'run', '--rm', '-i', '--env-file', file, busybox, 'sh', '-c', 'echo "ready $MD_SECRET"; read x'], {
+      cwd: repoRoot,
+      env: { ...process.env, MINIDOCK_ROOT: root },
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    const closed = new Promise<number | null>((res) => child.once('close', res));
+    try {
+      let out = '';
+      await new Promise<void>((res) => {
+        child.stdout.on('data', (d: Buffer) => {
+          out += d.toString();
+          if (out.endsWith('\n')) res();
+        });
+        child.once('close', () => res());
+      });
+      assert.equal(out, `ready ${secret}\n`);
+      const asNobody = (args: string[]) => execFileSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', ...args], { encoding: 'utf8' });
+      const ps = asNobody(['ps', '-eo', 'args']);
+      assert.match(ps, /minidock-exec .*--env-fd/, 'the helper is listed');
+      assert.ok(!ps.includes(secret), 'the value is on no command line');
+    } finally {
+      child.stdin.end('\n');
+    }
+    assert.equal(await closed, 0);
+  });
+
+  test('an environment line too long for execve is one line of error, exit 125', async () => {
+    const file = join(root, 'big.env');
+    await writeFile(file, `BIG=${'x'.repeat(140 * 1024)}\n`);
+    const r = await cli(['run', '--rm', '--env-file', file, busybox, 'true']);
+    assert.equal(r.code, 125);
+    assert.match(r.stderr, /^minidock: .*environment variable "BIG" takes 143364 bytes; the kernel passes at most 131071/);
+    assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+    // Just under the limit, it reaches the container whole.
+    await writeFile(file, `BIG=${'x'.repeat(131071 - 4)}\n`);
+    const ok = await cli(['run', '--rm', '--env-file', file, busybox, 'sh', '-c', 'echo ${#BIG}']);
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.equal(ok.stdout, `${131071 - 4}\n`);
   });
 
   test('kill -9 of minidock run takes the container with it; rm then clears its cgroups', async () => {
