@@ -307,6 +307,12 @@ async function readEnvFile(file: string): Promise<string> {
 }
 
 /**
+ * The most of /etc/passwd or /etc/group read to resolve a user: far more
+ * than any real system's, and a bound on what an image can make `run` load.
+ */
+const maxUserFileBytes = 16 << 20;
+
+/**
  * Resolves a user spec against the image, cached per image: the image never
  * changes, and reading its passwd through the layers may need the xattr
  * binding, whose load would otherwise cost every `run`.
@@ -316,7 +322,7 @@ async function resolveImageUser(store: Store, id: Digest, spec: string, lowers: 
   const key = `user:${spec}`;
   const hit = cache[key] as ResolvedUser | undefined;
   if (hit && Number.isInteger(hit.uid) && Number.isInteger(hit.gid) && Array.isArray(hit.groups)) return hit;
-  const user = await resolveUser(spec, (path) => readMergedFile(lowers, path, opaqueCheck()));
+  const user = await resolveUser(spec, (path) => readMergedFile(lowers, path, opaqueCheck(), maxUserFileBytes));
   await writeImageCache(store, id, { ...cache, [key]: user });
   return user;
 }
