@@ -68,6 +68,7 @@ export async function runContainer(store: Store, options: RunOptions): Promise<n
   const cc = options.config.config ?? {};
 
   // Everything that can be refused is decided before the store is touched.
+  checkRootForOverlay(store.root);
   const args = buildArgs(cc, options.entrypoint, options.args);
   const overrides: string[] = [];
   for (const file of options.envFiles) {
@@ -356,6 +357,20 @@ function overlayData(links: string[], dir: string): string {
     `upperdir=${dir}/upper`,
     `workdir=${dir}/work`,
   ].join(',');
+}
+
+/**
+ * The container's upper and work directories are named in overlay's mount
+ * options, which a ',' ends, a ':' splits (lowerdir) and a '\\' escapes;
+ * a root holding one would mount the wrong directories or none.
+ */
+function checkRootForOverlay(root: string): void {
+  const bad = /[,:\\\n]/.exec(root);
+  if (bad) {
+    throw new MinidockError('ERR_BAD_ROOT', `run a container in store ${JSON.stringify(root)}: overlay mount options cannot carry its ${JSON.stringify(bad[0])}`, {
+      hint: 'use a store root (--root or MINIDOCK_ROOT) whose path has no \',\', \':\', \'\\\' or newline',
+    });
+  }
 }
 
 /**

@@ -5,7 +5,8 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
-import { open as fsOpen, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, open as fsOpen, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { cliPath, makeTestRoot, repoRoot, runCli } from '../helpers/cli.js';
@@ -506,6 +507,36 @@ describe('minidock pull and run', { skip }, () => {
     const zero = await cliWithStdio(['run', '--rm', '-i', busybox, 'sh', '-c', 'head -c 3 | od -An -tx1; stat -L -c %t:%T /proc/self/fd/2'], { in: '/dev/zero', err: '/dev/null' });
     assert.equal(zero.code, 0, zero.stderr);
     assert.equal(zero.stdout.replace(/ +/g, ' '), ' 00 00 00\n1:3\n');
+  });
+
+  test('a relative store root works from any directory; one overlay cannot name is refused in one line', async () => {
+    const cwd = await mkdtemp(join(tmpdir(), 'minidock-cwd-'));
+    const inCwd = (args: string[], env: Record<string, string>) =>
+      new Promise<{ code: number | null; stdout: string; stderr: string }>((res) => {
+        const child = spawn(process.execPath, ['--', cliPath, ...args], { cwd, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+        let stdout = '';
+        let stderr = '';
+        child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+        child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+        child.once('close', (code) => res({ code, stdout, stderr }));
+      });
+    try {
+      const pulled = await inCwd(['--root', 'relstore', 'pull', '-q', busybox], {});
+      assert.equal(pulled.code, 0, pulled.stderr);
+      const ran = await inCwd(['--root', 'relstore', 'run', '--rm', busybox, 'echo', 'hi'], {});
+      assert.equal(ran.code, 0, ran.stderr);
+      assert.equal(ran.stdout, 'hi\n');
+      const fromEnv = await inCwd(['run', '--rm', busybox, 'echo', 'env'], { MINIDOCK_ROOT: 'relstore' });
+      assert.equal(fromEnv.stdout, 'env\n', fromEnv.stderr);
+
+      await rename(join(cwd, 'relstore'), join(cwd, 'rel,store'));
+      const comma = await inCwd(['run', '--rm', busybox, 'true'], { MINIDOCK_ROOT: 'rel,store' });
+      assert.equal(comma.code, 125);
+      assert.match(comma.stderr, /^minidock: run a container in store ".*\/rel,store": overlay mount options cannot carry its ","\nhint: /);
+      assert.equal(comma.stderr.trim().split('\n').length, 2, comma.stderr);
+    } finally {
+      await rm(cwd, { recursive: true, force: true });
+    }
   });
 
   test('images, ps -a, rm and rmi manage what the store holds', async () => {
