@@ -32,7 +32,7 @@ import { execute } from './executor.js';
 import { checkOverlaySupport } from './overlay-support.js';
 import { readMergedFile } from './image-files.js';
 import { processStartTime } from './process.js';
-import { generateName, isValidName, newContainerId } from './names.js';
+import { generateName, isValidHostname, isValidName, maxNameLength, newContainerId } from './names.js';
 import { buildArgs, buildEnv, parseEnvFile } from './spec.js';
 import { resolveUser, type ResolvedUser } from './user.js';
 
@@ -80,7 +80,10 @@ export async function runContainer(store: Store, options: RunOptions): Promise<n
   }
   overrides.push(...options.env);
   if (options.name !== undefined && !isValidName(options.name)) {
-    throw new MinidockError('ERR_BAD_NAME', `invalid container name ${JSON.stringify(options.name)}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed`);
+    throw new MinidockError('ERR_BAD_NAME', `invalid container name ${JSON.stringify(options.name.slice(0, maxNameLength + 1))}: only [a-zA-Z0-9][a-zA-Z0-9_.-]+ are allowed, at most ${maxNameLength} characters`);
+  }
+  if (options.hostname !== undefined && !isValidHostname(options.hostname)) {
+    throw new MinidockError('ERR_BAD_FLAG', `invalid hostname ${JSON.stringify(options.hostname.slice(0, 65))}: want letters, digits and '-' in dot-separated labels (RFC 1123), at most 64 characters`);
   }
 
   const lowers = [...options.image.diffIDs].reverse().map((d) => layerDiffDir(store, d));

@@ -539,6 +539,29 @@ describe('minidock pull and run', { skip }, () => {
     }
   });
 
+  test('a bad --name, --hostname or --memory is one line of error, exit 125', async () => {
+    const cases: [string[], RegExp][] = [
+      [['--name', 'a'.repeat(300)], /^minidock: invalid container name "a{129}": only \[a-zA-Z0-9\]\[a-zA-Z0-9_.-\]\+ are allowed, at most 128 characters\n$/],
+      [['--name', 'a'], /^minidock: invalid container name "a": /],
+      [['--name', '-x'], /^minidock: invalid container name "-x": /],
+      [['-h', ''], /^minidock: invalid hostname "": want letters, digits and '-'/],
+      [['-h', 'a b'], /^minidock: invalid hostname "a b": /],
+      [['-h', '-box'], /^minidock: invalid hostname "-box": /],
+      [['-h', 'x'.repeat(65)], /^minidock: invalid hostname "x{65}": /],
+      [['-m', '99999999999999999g'], /^minidock: invalid --memory "99999999999999999g": want a size of at least 6m and below 8192t/],
+    ];
+    for (const [flags, message] of cases) {
+      const r = await cli(['run', '--rm', ...flags, busybox, 'true']);
+      assert.equal(r.code, 125, `${flags.join(' ')}: ${r.stderr}`);
+      assert.match(r.stderr, message);
+      assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+    }
+    // At the limits, they are taken.
+    const ok = await cli(['run', '--rm', '--name', 'a'.repeat(128), '-h', `${'b'.repeat(62)}.c`, busybox, 'hostname']);
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.equal(ok.stdout, `${'b'.repeat(62)}.c\n`);
+  });
+
   test('images, ps -a, rm and rmi manage what the store holds', async () => {
     const run = await cli(['run', '--name', 'keeper', busybox, 'true']);
     assert.equal(run.code, 0, run.stderr);
