@@ -188,7 +188,9 @@ function installSignalHandlers(forward: (signal: NodeJS.Signals) => void): () =>
 
 /**
  * Runs the container described by spec and resolves with its exit status
- * (128+n for death by signal n). Stdio is the caller's own.
+ * (128+n for death by signal n). Stdio is the caller's: pipes and sockets
+ * pass to the container as they are, anything else through the helper's
+ * relay (native/stdio.c).
  *
  * Rejects with RuntimeSetupError when the helper is missing or a set-up
  * step fails (its `step` names which), with ContainerExecError when the
