@@ -535,6 +535,21 @@ await execute(JSON.parse(process.argv[2]), { onStart: (pid) => writeFileSync(pro
     assert.deepEqual(records.at(-1), { exit: 3 });
   });
 
+  test('relays a host terminal given without a pty, so the container cannot reopen it', RUN_BOUND, async (t) => {
+    if (!existsSync('/usr/bin/script')) return t.skip('needs script(1) from bsdutils for a host pty');
+    const c = await container({ args: ['sh', '-c', 'stat -L -c %F /proc/self/fd/0 /proc/self/fd/1 /proc/self/fd/2; exit 6'], stdin: true });
+    const logFile = join(base, `term-${counter}.log`);
+    const helper = [executorPath(), ...executorArgs(c.spec)].map(shellQuote).join(' ');
+    const child = spawn('script', ['-qec', `exec 3>${shellQuote(logFile)} 4</dev/null; exec ${helper}`, '/dev/null'], {
+      stdio: ['pipe', 'pipe', 'inherit'],
+    });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    const code = await new Promise<number | null>((resolve) => child.once('close', resolve));
+    assert.equal(code, 6, `output: ${JSON.stringify(out)}`);
+    assert.equal(out, 'fifo\r\nfifo\r\nfifo\r\n');
+  });
+
   test('copies the host window size at start and on SIGWINCH, in raw mode', RUN_BOUND, async (t) => {
     const python = ['/usr/bin/python3', '/usr/local/bin/python3'].find((p) => existsSync(p));
     if (!python) return t.skip('needs python3 for its pty module');
