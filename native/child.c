@@ -275,6 +275,7 @@ void child_main(const struct config *cfg, int sock)
 		 */
 		if (setsid() < 0)
 			child_fail("session", errno, "setsid");
+		child_setup_stdio(cfg);
 		if (!cfg->stdin_open)
 			null_stdin();
 	}

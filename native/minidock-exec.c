@@ -5,7 +5,7 @@
  * Usage:
  *   minidock-exec --log-fd FD [--parent-pid PID] [--mount-cwd DIR]
  *                 --overlay DATA --rootfs DIR [--hostname NAME] [--cwd PATH]
- *                 [--uid N] [--gid N] [--groups 1,2,3] [--env K=V]... [--cgroup-procs FILE]...
+ *                 [--uid N] [--gid N] [--groups 1,2,3] [--env-fd FD] [--cgroup-procs FILE]...
  *                 [--tty] [--stdin] -- ARGV...
  */
 #define _GNU_SOURCE
@@ -15,6 +15,7 @@
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,6 +62,53 @@ static void parse_groups(struct config *cfg, const char *list)
 	free(copy);
 }
 
+/*
+ * The container's environment comes as "K=V" entries, each ended by a NUL,
+ * on an fd read to its end: on the command line any local user could read
+ * it (ps, /proc/PID/cmdline), while /proc/PID/environ and fds are the
+ * owner's alone.
+ */
+#define ENV_MAX (16 << 20)
+
+static void read_env(struct config *cfg, int fd)
+{
+	size_t cap = 65536, len = 0, n = 0;
+	char *buf = malloc(cap);
+
+	if (!buf)
+		die("args", "read environment: %s", strerror(ENOMEM));
+	for (;;) {
+		ssize_t r;
+
+		if (len == cap) {
+			if (cap >= ENV_MAX)
+				die("args", "read environment: more than %d bytes", ENV_MAX);
+			cap *= 2;
+			buf = realloc(buf, cap);
+			if (!buf)
+				die("args", "read environment: %s", strerror(ENOMEM));
+		}
+		r = read(fd, buf + len, cap - len);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			die("args", "read environment from fd %d: %s", fd, strerror(errno));
+		if (r == 0)
+			break;
+		len += (size_t)r;
+	}
+	close(fd);
+	if (len > 0 && buf[len - 1] != '\0')
+		die("args", "read environment: the last entry is not ended by a NUL");
+	for (size_t i = 0; i < len; i++)
+		n += buf[i] == '\0';
+	cfg->env = calloc(n + 1, sizeof(char *));
+	if (!cfg->env)
+		die("args", "read environment: %s", strerror(ENOMEM));
+	for (size_t i = 0; i < len; i += strlen(buf + i) + 1)
+		cfg->env[cfg->nenv++] = buf + i;
+}
+
 /* The log fd comes first so that every later argument error can be reported. */
 static int find_log_fd(int argc, char **argv)
 {
@@ -81,9 +129,8 @@ static void parse_args(struct config *cfg, int argc, char **argv)
 {
 	int i;
 
-	cfg->env = calloc((size_t)argc, sizeof(char *));
 	cfg->cgroup_procs = calloc((size_t)argc, sizeof(char *));
-	if (!cfg->env || !cfg->cgroup_procs)
+	if (!cfg->cgroup_procs)
 		die("args", "parse arguments: %s", strerror(ENOMEM));
 
 	for (i = 1; i < argc; i++) {
@@ -122,8 +169,8 @@ static void parse_args(struct config *cfg, int argc, char **argv)
 			cfg->gid = (gid_t)parse_uint(a, v, UINT_MAX - 1);
 		else if (strcmp(a, "--groups") == 0)
 			parse_groups(cfg, v);
-		else if (strcmp(a, "--env") == 0)
-			cfg->env[cfg->nenv++] = argv[i + 1];
+		else if (strcmp(a, "--env-fd") == 0)
+			read_env(cfg, (int)parse_uint(a, v, INT_MAX));
 		else if (strcmp(a, "--cgroup-procs") == 0)
 			cfg->cgroup_procs[cfg->ncgroup_procs++] = argv[i + 1];
 		else
@@ -247,32 +294,56 @@ static int release_child(const struct config *cfg, pid_t pid, int sock)
 	return master;
 }
 
-static void forward(pid_t pid, int sig)
+/*
+ * Forwards a signal to the container when minidock itself sent it. minidock
+ * (the parent) is the one signal proxy, as Docker's CLI is: a signal that
+ * reaches the whole process group (Ctrl-C at a terminal, `kill %1`) reaches
+ * minidock too, which forwards it, so forwarding it from here as well would
+ * deliver it twice.
+ */
+static void forward_from_parent(pid_t pid, const struct signalfd_siginfo *si)
 {
-	if (kill(pid, sig) < 0 && errno != ESRCH)
-		log_line("warn", "signal", "forward signal %d: %s", sig, strerror(errno));
+	if (si->ssi_pid != (uint32_t)getppid()) {
+		log_line("debug", "signal", "signal %u from pid %u not forwarded", si->ssi_signo, si->ssi_pid);
+		return;
+	}
+	if (kill(pid, (int)si->ssi_signo) < 0 && errno != ESRCH)
+		log_line("warn", "signal", "forward signal %u: %s", si->ssi_signo, strerror(errno));
 }
 
-/* Waits for the child, forwarding signals and relaying the pty; returns its status. */
-static int supervise(const struct config *cfg, pid_t pid, int sigfd, int master)
+/*
+ * Waits for the child, forwarding signals and running the stdio relays;
+ * returns its status once it has exited and its output is drained.
+ */
+static int supervise(struct relays *rs, pid_t pid, int sigfd, int master)
 {
-	bool out_ok = true, master_ok = master >= 0, in_open = master >= 0 && cfg->stdin_open;
 	int status = -1;
 
-	while (status < 0) {
-		struct pollfd fds[3];
-		int nfds = 0, im = -1, ii = -1;
+	for (;;) {
+		struct pollfd fds[1 + MAX_RELAYS];
+		struct relay *owner[1 + MAX_RELAYS];
+		nfds_t nfds = 1;
+		bool busy = false;
 
-		fds[nfds++] = (struct pollfd){ .fd = sigfd, .events = POLLIN };
-		if (master_ok) {
-			im = nfds;
-			fds[nfds++] = (struct pollfd){ .fd = master, .events = POLLIN };
+		for (size_t i = 0; i < rs->n; i++) {
+			if (status >= 0)
+				relay_stop_input(&rs->r[i]);
+			busy |= relay_busy(&rs->r[i]);
 		}
-		if (in_open) {
-			ii = nfds;
-			fds[nfds++] = (struct pollfd){ .fd = STDIN_FILENO, .events = POLLIN };
+		if (status >= 0 && !busy)
+			break;
+
+		fds[0] = (struct pollfd){ .fd = sigfd, .events = POLLIN };
+		for (size_t i = 0; i < rs->n; i++) {
+			short events;
+			int fd = relay_poll_fd(&rs->r[i], &events);
+
+			if (fd >= 0) {
+				owner[nfds] = &rs->r[i];
+				fds[nfds++] = (struct pollfd){ .fd = fd, .events = events };
+			}
 		}
-		if (poll(fds, (nfds_t)nfds, -1) < 0) {
+		if (poll(fds, nfds, -1) < 0) {
 			if (errno == EINTR)
 				continue;
 			die("supervise", "poll: %s", strerror(errno));
@@ -283,34 +354,23 @@ static int supervise(const struct config *cfg, pid_t pid, int sigfd, int master)
 			ssize_t n = read(sigfd, &si, sizeof(si));
 
 			if (n == (ssize_t)sizeof(si)) {
-				if (si.ssi_signo == SIGCHLD)
-					status = wait_status(pid, WNOHANG);
-				else if (si.ssi_signo == SIGWINCH && master >= 0)
-					tty_copy_winsize(master);
-				else if (si.ssi_signo != SIGWINCH)
-					forward(pid, (int)si.ssi_signo);
+				if (si.ssi_signo == SIGCHLD) {
+					if (status < 0)
+						status = wait_status(pid, WNOHANG);
+				} else if (si.ssi_signo == SIGWINCH) {
+					if (master >= 0)
+						tty_copy_winsize(master);
+				} else if (status < 0) {
+					forward_from_parent(pid, &si);
+				}
 			} else if (n < 0 && errno != EINTR && errno != EAGAIN) {
 				die("supervise", "read signalfd: %s", strerror(errno));
 			}
 		}
-		if (im >= 0 && fds[im].revents && tty_pump(master, STDOUT_FILENO, &out_ok) == 0)
-			master_ok = false;
-		if (ii >= 0 && fds[ii].revents) {
-			bool to_master = master_ok;
-
-			/* Host stdin at end of file: stop reading, keep relaying output. */
-			if (tty_pump(STDIN_FILENO, master, &to_master) == 0)
-				in_open = false;
+		for (nfds_t i = 1; i < nfds; i++) {
+			if (fds[i].revents)
+				relay_run(owner[i]);
 		}
-	}
-
-	if (master_ok) {
-		/* What the container wrote just before it exited is still buffered. */
-		if (fcntl(master, F_SETFL, fcntl(master, F_GETFL) | O_NONBLOCK) < 0)
-			log_line("warn", "tty", "fcntl O_NONBLOCK: %s", strerror(errno));
-		else
-			while (tty_pump(master, STDOUT_FILENO, &out_ok) > 0)
-				;
 	}
 	return status;
 }
@@ -331,6 +391,7 @@ static void follow_parent(const struct config *cfg)
 int main(int argc, char **argv)
 {
 	static struct config cfg;
+	static struct relays relays;
 	struct child_args ca;
 	sigset_t set;
 	int sv[2], sigfd, master, status;
@@ -364,6 +425,7 @@ int main(int argc, char **argv)
 	if (sigfd < 0)
 		die("signals", "signalfd: %s", strerror(errno));
 
+	stdio_setup(&cfg, &relays);
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
 		die("clone", "socketpair: %s", strerror(errno));
 	stack = mmap(NULL, CHILD_STACK_SIZE, PROT_READ | PROT_WRITE,
@@ -378,6 +440,7 @@ int main(int argc, char **argv)
 	if (pid < 0)
 		die("clone", "clone: %s", strerror(errno));
 	close(sv[1]);
+	stdio_close_child_ends(&cfg);
 
 	join_cgroups(&cfg, pid);
 	log_record_int("pid", pid);
@@ -385,11 +448,16 @@ int main(int argc, char **argv)
 	close(sv[0]);
 
 	if (master >= 0) {
-		if (cfg.stdin_open)
+		/* Non-blocking: a container that reads no input must not stall its output. */
+		set_nonblock(master);
+		relay_add(&relays, master, STDOUT_FILENO, false, false);
+		if (cfg.stdin_open) {
+			relay_add(&relays, STDIN_FILENO, master, true, false);
 			tty_make_host_raw();
+		}
 		tty_copy_winsize(master);
 	}
-	status = supervise(&cfg, pid, sigfd, master);
+	status = supervise(&relays, pid, sigfd, master);
 	tty_restore_host();
 	log_record_int("exit", status);
 	return status;

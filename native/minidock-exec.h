@@ -41,7 +41,34 @@ struct config {
 	size_t ncgroup_procs;
 	bool tty;
 	bool stdin_open;
+	/* What the child puts on fds 0, 1 and 2 (a relay pipe), or -1 to keep the caller's. */
+	int stdio[3];
 	char **argv;
+};
+
+/*
+ * One direction of a byte relay (stdio.c): read from `from` into buf, write
+ * it to `to`. An input relay carries the host's stdin to the container: it
+ * stops when the container exits, and closes `to` (when it owns it) once
+ * the host's stdin ends. An output relay runs until `from` ends.
+ */
+struct relay {
+	int from;
+	int to;
+	bool reading;
+	bool writing;
+	bool input;
+	bool owns_to;
+	size_t off;
+	size_t len;
+	char buf[16384];
+};
+
+#define MAX_RELAYS 3
+
+struct relays {
+	struct relay r[MAX_RELAYS];
+	size_t n;
 };
 
 /*
@@ -104,12 +131,24 @@ int recv_msg(int sock, struct msg *m, int *fd);
 void tty_make_host_raw(void);
 void tty_restore_host(void);
 void tty_copy_winsize(int master);
-/*
- * Copies one read's worth from -> to. Returns 1 after data, 0 at end of file
- * (or EIO), -1 when a non-blocking read would block. A failed write clears
- * *to_ok; later data is read and dropped.
- */
-int tty_pump(int from, int to, bool *to_ok);
+
+/* stdio.c */
+void set_nonblock(int fd);
+/* Parent, before clone: a relay pipe for each of fds 0-2 that must not pass straight. */
+void stdio_setup(struct config *cfg, struct relays *rs);
+/* Parent, after clone: closes the pipe ends that only the child uses. */
+void stdio_close_child_ends(const struct config *cfg);
+/* Child: puts the relay pipes on fds 0-2. */
+void child_setup_stdio(const struct config *cfg);
+void relay_add(struct relays *rs, int from, int to, bool input, bool owns_to);
+/* The fd to poll for r and its events, or -1 when r has nothing to wait for. */
+int relay_poll_fd(const struct relay *r, short *events);
+/* One read or write, whichever r is waiting for. */
+void relay_run(struct relay *r);
+/* The container has exited: its stdin takes no more. */
+void relay_stop_input(struct relay *r);
+/* True while an output relay still has data to carry. */
+bool relay_busy(const struct relay *r);
 
 /* minidock-exec.c: the signal mask to restore in the child before exec. */
 extern sigset_t parent_saved_mask;

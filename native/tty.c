@@ -1,7 +1,8 @@
 /*
  * Pseudo-terminal support. The child allocates the pty from the
  * container's own devpts instance and hands the master to the parent over
- * the socketpair; the parent relays bytes between it and the host's stdio.
+ * the socketpair; the parent relays bytes between it and the host's stdio
+ * (stdio.c).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -148,38 +149,4 @@ void tty_copy_winsize(int master)
 		return;
 	if (ioctl(master, TIOCSWINSZ, &ws) < 0)
 		log_line("warn", "tty", "ioctl TIOCSWINSZ: %s", strerror(errno));
-}
-
-static bool write_all(int fd, const char *buf, size_t len)
-{
-	while (len > 0) {
-		ssize_t n = write(fd, buf, len);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return false;
-		buf += n;
-		len -= (size_t)n;
-	}
-	return true;
-}
-
-int tty_pump(int from, int to, bool *to_ok)
-{
-	char buf[8192];
-	ssize_t n;
-
-	do
-		n = read(from, buf, sizeof(buf));
-	while (n < 0 && errno == EINTR);
-	if (n < 0 && errno == EAGAIN)
-		return -1;
-	/* EIO on a master means every slave is closed: same as end of file. */
-	if (n <= 0)
-		return 0;
-	/* A vanished reader must not stall the container: keep reading, drop output. */
-	if (*to_ok && !write_all(to, buf, (size_t)n))
-		*to_ok = false;
-	return 1;
 }

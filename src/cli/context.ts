@@ -62,9 +62,12 @@ function checkoutStore(): string | undefined {
   return existsSync(join(repo, '.git')) && existsSync(join(store, 'README.md')) ? store : undefined;
 }
 
-/** The store root: --root, else MINIDOCK_ROOT, else the checkout's store/, else /var/lib/minidock. */
+/**
+ * The store root, absolute (the executor resolves paths from elsewhere):
+ * --root, else MINIDOCK_ROOT, else the checkout's store/, else /var/lib/minidock.
+ */
 export function storeRoot(opts: GlobalOptions): string {
-  return opts.root ?? process.env.MINIDOCK_ROOT ?? checkoutStore() ?? '/var/lib/minidock';
+  return resolve(opts.root ?? process.env.MINIDOCK_ROOT ?? checkoutStore() ?? '/var/lib/minidock');
 }
 
 function readConfig(path: string | undefined): MinidockConfig {

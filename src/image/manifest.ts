@@ -79,8 +79,42 @@ export function parseImageConfig(raw: Buffer): ImageConfig {
   } catch (err) {
     throw bad('image config', `not JSON (${(err as Error).message})`);
   }
-  if (typeof c !== 'object' || c === null) throw bad('image config', 'not a JSON object');
+  if (typeof c !== 'object' || c === null || Array.isArray(c)) throw bad('image config', 'not a JSON object');
   if (!c.rootfs || !Array.isArray(c.rootfs.diff_ids)) throw bad('image config', 'no rootfs.diff_ids');
   c.rootfs.diff_ids.forEach((d) => parseDigest(String(d)));
+  checkString('architecture', c.architecture);
+  checkString('os', c.os);
+  if (c.config !== undefined && c.config !== null) checkContainerConfig(c.config);
   return c;
+}
+
+function checkString(field: string, v: unknown): void {
+  if (typeof v !== 'string') throw bad('image config', `${field} is not a string`);
+  // A NUL cannot pass through execve or a path: refused here, not at run.
+  if (v.includes('\0')) throw bad('image config', `${field} holds a NUL byte`);
+}
+
+function checkStrings(field: string, v: unknown): void {
+  if (!Array.isArray(v)) throw bad('image config', `${field} is not an array of strings`);
+  v.forEach((s, i) => checkString(`${field}[${i}]`, s));
+}
+
+/**
+ * Checks the execution fields `run` uses, as the image-spec types them. Cmd
+ * and Entrypoint may be null (Docker writes that for "none").
+ */
+function checkContainerConfig(cc: unknown): void {
+  if (typeof cc !== 'object' || Array.isArray(cc)) throw bad('image config', 'config is not an object');
+  const { User, Env, Entrypoint, Cmd, WorkingDir } = cc as Record<string, unknown>;
+  if (User !== undefined) checkString('config.User', User);
+  if (WorkingDir !== undefined) checkString('config.WorkingDir', WorkingDir);
+  if (Entrypoint !== undefined && Entrypoint !== null) checkStrings('config.Entrypoint', Entrypoint);
+  if (Cmd !== undefined && Cmd !== null) checkStrings('config.Cmd', Cmd);
+  if (Env !== undefined && Env !== null) {
+    checkStrings('config.Env', Env);
+    // "KEY" alone would copy the value from minidock's own environment.
+    (Env as string[]).forEach((e, i) => {
+      if (e.indexOf('=') < 1) throw bad('image config', `config.Env[${i}] is not KEY=value`);
+    });
+  }
 }

@@ -2,14 +2,14 @@
  * The bridge to the native executor, native/build/minidock-exec.
  *
  * TypeScript decides everything about a container and hands it to the
- * helper as plain arguments; the helper clones into new namespaces, joins
+ * helper as plain arguments, but for the environment, which comes on fd 4
+ * (any local user can read a command line); the helper clones into new namespaces, joins
  * the cgroups, builds the rootfs, drops privileges and execs. It reports
  * back in JSON lines on fd 3, which this module turns into log lines, an
  * onStart callback, errors, and the exit status.
  *
  * Limitations:
- * - SIGINT is not forwarded (see installSignalHandlers): a `kill -INT`
- *   aimed at the Node process alone does not reach the container.
+ * - SIGUSR1 is not forwarded: Node keeps it for its inspector.
  * - The container pid handed to onStart is a host pid; killing it after the
  *   helper has reaped it could, in theory, hit a reused pid.
  * - The helper dies with the thread that spawned it (PR_SET_PDEATHSIG), so
@@ -22,7 +22,7 @@ import { constants as osConstants } from 'node:os';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { getSystemErrorMap } from 'node:util';
-import type { Readable } from 'node:stream';
+import type { Readable, Writable } from 'node:stream';
 
 import { ContainerExecError, RuntimeSetupError, messageOf } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
@@ -78,6 +78,10 @@ interface ExecutorRecord {
 }
 
 const LOG_FD = 3;
+const ENV_FD = 4;
+
+/** The most one "KEY=value" string may take in execve(2): MAX_ARG_STRLEN, with its NUL. */
+const maxEnvEntryBytes = 32 * 4096 - 1;
 
 /** Returns the path of the native executor binary in this checkout or package. */
 export function executorPath(): string {
@@ -87,7 +91,8 @@ export function executorPath(): string {
 
 /**
  * Returns the helper's command line for spec (without the program itself).
- * Throws RuntimeSetupError for a spec the helper would refuse anyway.
+ * The helper reads the environment, executorEnv(spec), from fd 4.
+ * Throws RuntimeSetupError for a spec the helper or execve would refuse.
  */
 export function executorArgs(spec: ExecSpec): string[] {
   const bad = (what: string) => new RuntimeSetupError(`prepare container: ${what}`, 'args');
@@ -100,7 +105,13 @@ export function executorArgs(spec: ExecSpec): string[] {
     if (!Number.isInteger(id) || id < 0 || id >= 2 ** 32 - 1) throw bad(`invalid ${name} ${id}`);
   }
   for (const entry of spec.env) {
-    if (entry.indexOf('=') < 1) throw bad(`invalid environment entry ${JSON.stringify(entry)}`);
+    const name = JSON.stringify(entry.split('=', 1)[0]!.slice(0, 64));
+    if (entry.indexOf('=') < 1) throw bad(`invalid environment entry ${JSON.stringify(entry.slice(0, 64))}`);
+    if (entry.includes('\0')) throw bad(`environment variable ${name} holds a NUL byte`);
+    const bytes = Buffer.byteLength(entry);
+    if (bytes > maxEnvEntryBytes) {
+      throw bad(`environment variable ${name} takes ${bytes} bytes; the kernel passes at most ${maxEnvEntryBytes} for one (name=value)`);
+    }
   }
 
   const args = [
@@ -114,12 +125,17 @@ export function executorArgs(spec: ExecSpec): string[] {
     '--gid', String(spec.gid),
   ];
   if (spec.groups.length > 0) args.push('--groups', spec.groups.join(','));
-  for (const entry of spec.env) args.push('--env', entry);
+  args.push('--env-fd', String(ENV_FD));
   for (const file of spec.cgroupProcs) args.push('--cgroup-procs', file);
   if (spec.tty) args.push('--tty');
   if (spec.stdin) args.push('--stdin');
   args.push('--', ...spec.args);
   return args;
+}
+
+/** What the helper reads from fd 4: each "KEY=value" entry ended by a NUL. */
+export function executorEnv(spec: ExecSpec): Buffer {
+  return Buffer.from(spec.env.map((e) => `${e}\0`).join(''));
 }
 
 // libuv's table lacks some errnos an exec can fail with; these read as strerror(3).
@@ -152,34 +168,29 @@ export function execError(errno: number, path: string): ContainerExecError {
   return new ContainerExecError(`exec ${quoted}: ${errnoText(errno)}`, 126, errno);
 }
 
+/** The signals minidock forwards to the container, as Docker's sig-proxy does. */
+const forwardedSignals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGUSR2'];
+
 /**
- * Keeps Node alive through SIGINT, SIGTERM and SIGHUP while the helper
- * runs, forwarding TERM and HUP to it (it forwards them to the container).
- *
- * SIGINT is only swallowed, not forwarded: a Ctrl-C at a terminal already
- * reaches the helper, which shares our process group, so forwarding it as
- * well would deliver it to the container twice (a shell's trap would run
- * twice). With --tty the terminal is raw and Ctrl-C is a byte for the
- * container anyway. Returns the function that removes the handlers.
+ * Keeps Node alive through the forwarded signals while the helper runs,
+ * sending each to the helper, which passes it to the container. The helper
+ * forwards only what its parent sends it: a signal to the whole process
+ * group (Ctrl-C at a terminal) reaches both, and must reach the container
+ * once. Returns the function that removes the handlers.
  */
 function installSignalHandlers(forward: (signal: NodeJS.Signals) => void): () => void {
-  const onTerm = () => forward('SIGTERM');
-  const onHup = () => forward('SIGHUP');
-  const onInt = () => {};
-
-  process.on('SIGTERM', onTerm);
-  process.on('SIGHUP', onHup);
-  process.on('SIGINT', onInt);
+  const handlers = forwardedSignals.map((sig) => [sig, () => forward(sig)] as const);
+  for (const [sig, handler] of handlers) process.on(sig, handler);
   return () => {
-    process.off('SIGTERM', onTerm);
-    process.off('SIGHUP', onHup);
-    process.off('SIGINT', onInt);
+    for (const [sig, handler] of handlers) process.off(sig, handler);
   };
 }
 
 /**
  * Runs the container described by spec and resolves with its exit status
- * (128+n for death by signal n). Stdio is the caller's own.
+ * (128+n for death by signal n). Stdio is the caller's: pipes and sockets
+ * pass to the container as they are, anything else through the helper's
+ * relay (native/stdio.c).
  *
  * Rejects with RuntimeSetupError when the helper is missing or a set-up
  * step fails (its `step` names which), with ContainerExecError when the
@@ -206,8 +217,12 @@ export async function execute(spec: ExecSpec, options: ExecOptions = {}): Promis
   // The helper dies with this process; --parent-pid lets it notice that we
   // died before it could ask for that.
   const child = spawn(bin, ['--parent-pid', String(process.pid), ...args], {
-    stdio: ['inherit', 'inherit', 'inherit', 'pipe'],
+    stdio: ['inherit', 'inherit', 'inherit', 'pipe', 'pipe'],
   });
+  const envStream = child.stdio[ENV_FD] as Writable | null;
+  // A helper that dies early closes its end; its own report says why.
+  envStream?.on('error', () => {});
+  envStream?.end(executorEnv(spec));
 
   let containerPid: number | undefined;
   let exitStatus: number | undefined;

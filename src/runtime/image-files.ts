@@ -12,6 +12,7 @@
 import { lstat, readFile, readlink } from 'node:fs/promises';
 import type { Stats } from 'node:fs';
 import { join } from 'node:path';
+import { MinidockError } from '../errors.js';
 
 const maxLinks = 40;
 
@@ -106,10 +107,20 @@ export async function resolveMergedPath(
  * Returns the content of path (absolute, inside the image) as UTF-8, or
  * undefined when the merged view has no regular file there. `layers` lists
  * the layer diff directories topmost first. `isOpaque` reports whether a
- * directory of a layer carries overlay's opaque mark.
+ * directory of a layer carries overlay's opaque mark. A file larger than
+ * maxBytes is not read: MinidockError (ERR_IMAGE_FILE) says so, since an
+ * image can ship a file of any size.
  */
-export async function readMergedFile(layers: string[], path: string, isOpaque: IsOpaque): Promise<string | undefined> {
+export async function readMergedFile(
+  layers: string[],
+  path: string,
+  isOpaque: IsOpaque,
+  maxBytes: number,
+): Promise<string | undefined> {
   const found = await resolveMergedPath(layers, path, isOpaque);
   if (found === undefined || !found.st.isFile()) return undefined;
+  if (found.st.size > maxBytes) {
+    throw new MinidockError('ERR_IMAGE_FILE', `read ${path} of the image: it is ${found.st.size} bytes, more than the ${maxBytes} minidock reads`);
+  }
   return readFile(join(found.layer, ...found.parts), 'utf8');
 }

@@ -22,7 +22,22 @@ export function generateName(): string {
   return `${adjectives[randomInt(adjectives.length)]}_${nouns[randomInt(nouns.length)]}`;
 }
 
-/** True for a name Docker would accept: [a-zA-Z0-9][a-zA-Z0-9_.-]*. */
+/** The longest container name: each is a file name in the store's names/. */
+export const maxNameLength = 128;
+
+/**
+ * True for a name Docker would accept, [a-zA-Z0-9][a-zA-Z0-9_.-]+ (two
+ * characters at least), of at most maxNameLength characters.
+ */
 export function isValidName(name: string): boolean {
-  return /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/.test(name);
+  return name.length <= maxNameLength && /^[a-zA-Z0-9][a-zA-Z0-9_.-]+$/.test(name);
+}
+
+/**
+ * True for a host name of RFC 1123: labels of letters, digits and '-', not
+ * starting or ending with '-', joined by '.', within the kernel's 64 bytes.
+ */
+export function isValidHostname(name: string): boolean {
+  const label = '[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?';
+  return name.length <= 64 && new RegExp(`^${label}(?:\\.${label})*$`).test(name);
 }

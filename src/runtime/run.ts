@@ -32,7 +32,7 @@ import { execute } from './executor.js';
 import { checkOverlaySupport } from './overlay-support.js';
 import { readMergedFile } from './image-files.js';
 import { processStartTime } from './process.js';
-import { generateName, isValidName, newContainerId } from './names.js';
+import { generateName, isValidHostname, isValidName, maxNameLength, newContainerId } from './names.js';
 import { buildArgs, buildEnv, parseEnvFile } from './spec.js';
 import { resolveUser, type ResolvedUser } from './user.js';
 
@@ -68,6 +68,7 @@ export async function runContainer(store: Store, options: RunOptions): Promise<n
   const cc = options.config.config ?? {};
 
   // Everything that can be refused is decided before the store is touched.
+  checkRootForOverlay(store.root);
   const args = buildArgs(cc, options.entrypoint, options.args);
   const overrides: string[] = [];
   for (const file of options.envFiles) {
@@ -79,7 +80,10 @@ export async function runContainer(store: Store, options: RunOptions): Promise<n
   }
   overrides.push(...options.env);
   if (options.name !== undefined && !isValidName(options.name)) {
-    throw new MinidockError('ERR_BAD_NAME', `invalid container name ${JSON.stringify(options.name)}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed`);
+    throw new MinidockError('ERR_BAD_NAME', `invalid container name ${JSON.stringify(options.name.slice(0, maxNameLength + 1))}: only [a-zA-Z0-9][a-zA-Z0-9_.-]+ are allowed, at most ${maxNameLength} characters`);
+  }
+  if (options.hostname !== undefined && !isValidHostname(options.hostname)) {
+    throw new MinidockError('ERR_BAD_FLAG', `invalid hostname ${JSON.stringify(options.hostname.slice(0, 65))}: want letters, digits and '-' in dot-separated labels (RFC 1123), at most 64 characters`);
   }
 
   const lowers = [...options.image.diffIDs].reverse().map((d) => layerDiffDir(store, d));
@@ -307,6 +311,12 @@ async function readEnvFile(file: string): Promise<string> {
 }
 
 /**
+ * The most of /etc/passwd or /etc/group read to resolve a user: far more
+ * than any real system's, and a bound on what an image can make `run` load.
+ */
+const maxUserFileBytes = 16 << 20;
+
+/**
  * Resolves a user spec against the image, cached per image: the image never
  * changes, and reading its passwd through the layers may need the xattr
  * binding, whose load would otherwise cost every `run`.
@@ -316,7 +326,7 @@ async function resolveImageUser(store: Store, id: Digest, spec: string, lowers: 
   const key = `user:${spec}`;
   const hit = cache[key] as ResolvedUser | undefined;
   if (hit && Number.isInteger(hit.uid) && Number.isInteger(hit.gid) && Array.isArray(hit.groups)) return hit;
-  const user = await resolveUser(spec, (path) => readMergedFile(lowers, path, opaqueCheck()));
+  const user = await resolveUser(spec, (path) => readMergedFile(lowers, path, opaqueCheck(), maxUserFileBytes));
   await writeImageCache(store, id, { ...cache, [key]: user });
   return user;
 }
@@ -350,6 +360,20 @@ function overlayData(links: string[], dir: string): string {
     `upperdir=${dir}/upper`,
     `workdir=${dir}/work`,
   ].join(',');
+}
+
+/**
+ * The container's upper and work directories are named in overlay's mount
+ * options, which a ',' ends, a ':' splits (lowerdir) and a '\\' escapes;
+ * a root holding one would mount the wrong directories or none.
+ */
+function checkRootForOverlay(root: string): void {
+  const bad = /[,:\\\n]/.exec(root);
+  if (bad) {
+    throw new MinidockError('ERR_BAD_ROOT', `run a container in store ${JSON.stringify(root)}: overlay mount options cannot carry its ${JSON.stringify(bad[0])}`, {
+      hint: 'use a store root (--root or MINIDOCK_ROOT) whose path has no \',\', \':\', \'\\\' or newline',
+    });
+  }
 }
 
 /**

@@ -6,7 +6,7 @@
 import { readdir, readFile, unlink } from 'node:fs/promises';
 import { blobPath } from './blobs.js';
 import { hexOf, type Digest, type DiffID } from '../digest.js';
-import type { Descriptor, ImageConfig, Platform } from '../image/index.js';
+import { parseImageConfig, type Descriptor, type ImageConfig, type Platform } from '../image/index.js';
 import { readJSON, writeJSON, type Store } from './store.js';
 
 /** What the store knows of one image. */
@@ -68,9 +68,9 @@ export function writeRepositories(store: Store, repos: Repositories): Promise<vo
   return writeJSON(store, store.path('repositories.json'), repos);
 }
 
-/** Reads an image's config from its blob. */
+/** Reads an image's config from its blob, checked as a pull checks it. */
 export async function readImageConfig(store: Store, rec: ImageRecord): Promise<ImageConfig> {
-  return JSON.parse(await readFile(blobPath(store, rec.config.digest), 'utf8')) as ImageConfig;
+  return parseImageConfig(await readFile(blobPath(store, rec.config.digest)));
 }
 
 /**

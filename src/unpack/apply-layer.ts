@@ -757,6 +757,7 @@ interface Metadata {
 }
 
 const xattrPrefix = 'SCHILY.xattr.';
+const maxOwnerId = 2 ** 32 - 2;
 
 function metadataOf(header: TarHeader, tapped: TappedEntry): Metadata {
   const pax = header.pax ?? {};
@@ -769,6 +770,12 @@ function metadataOf(header: TarHeader, tapped: TappedEntry): Metadata {
     mtime,
     xattrs: new Map(),
   };
+  for (const [field, id] of [['uid', meta.uid], ['gid', meta.gid]] as const) {
+    // chown(2) takes 32 bits, and (uid_t)-1 means "leave unchanged".
+    if (!Number.isSafeInteger(id) || id < 0 || id > maxOwnerId) {
+      throw badLayer(header.name, `${field} ${pax[field] ?? id} is out of range (0 to ${maxOwnerId})`);
+    }
+  }
 
   // Global records first, so the entry's own override them. tar-stream
   // does the same merge for the decoded fields used above.

@@ -4,8 +4,9 @@
  * namespaces under cgroup limits.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { execFileSync, spawn } from 'node:child_process';
+import { mkdtemp, open as fsOpen, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { cliPath, makeTestRoot, repoRoot, runCli } from '../helpers/cli.js';
@@ -205,6 +206,69 @@ describe('minidock pull and run', { skip }, () => {
     assert.equal((await cli(['rm', name])).code, 0);
   });
 
+  test('SIGINT sent to minidock run reaches the container, as with Docker\'s sig-proxy', async () => {
+    const script = 'trap "echo got-int; exit 42" INT; echo ready; while :; do sleep 1000 & wait; done';
+    const child = spawn(process.execPath, ['--', cliPath, 'run', '--rm', busybox, 'sh', '-c', script], {
+      cwd: repoRoot,
+      env: { ...process.env, MINIDOCK_ROOT: root },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    let err = '';
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    child.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+      if (out === 'ready\n') child.kill('SIGINT');
+    });
+    const code = await new Promise<number | null>((res) => child.once('close', res));
+    assert.equal(code, 42, err);
+    assert.equal(out, 'ready\ngot-int\n');
+  });
+
+  test('environment values are not on any command line another user can read', async () => {
+    const secret = `s3cr3t-${process.pid}`;
+    const file = join(root, 'secret.env');
+    await writeFile(file, `MD_SECRET=${secret}\n`, { mode: 0o600 });
+    const child = spawn(process.execPath, ['--', cliPath, 'run', '--rm', '-i', '--env-file', file, busybox, 'sh', '-c', 'echo "ready $MD_SECRET"; read x'], {
+      cwd: repoRoot,
+      env: { ...process.env, MINIDOCK_ROOT: root },
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    const closed = new Promise<number | null>((res) => child.once('close', res));
+    try {
+      let out = '';
+      await new Promise<void>((res) => {
+        child.stdout.on('data', (d: Buffer) => {
+          out += d.toString();
+          if (out.endsWith('\n')) res();
+        });
+        child.once('close', () => res());
+      });
+      assert.equal(out, `ready ${secret}\n`);
+      const asNobody = (args: string[]) => execFileSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', ...args], { encoding: 'utf8' });
+      const ps = asNobody(['ps', '-eo', 'args']);
+      assert.match(ps, /minidock-exec .*--env-fd/, 'the helper is listed');
+      assert.ok(!ps.includes(secret), 'the value is on no command line');
+    } finally {
+      child.stdin.end('\n');
+    }
+    assert.equal(await closed, 0);
+  });
+
+  test('an environment line too long for execve is one line of error, exit 125', async () => {
+    const file = join(root, 'big.env');
+    await writeFile(file, `BIG=${'x'.repeat(140 * 1024)}\n`);
+    const r = await cli(['run', '--rm', '--env-file', file, busybox, 'true']);
+    assert.equal(r.code, 125);
+    assert.match(r.stderr, /^minidock: .*environment variable "BIG" takes 143364 bytes; the kernel passes at most 131071/);
+    assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+    // Just under the limit, it reaches the container whole.
+    await writeFile(file, `BIG=${'x'.repeat(131071 - 4)}\n`);
+    const ok = await cli(['run', '--rm', '--env-file', file, busybox, 'sh', '-c', 'echo ${#BIG}']);
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.equal(ok.stdout, `${131071 - 4}\n`);
+  });
+
   test('kill -9 of minidock run takes the container with it; rm then clears its cgroups', async () => {
     const name = `k9-${process.pid}`;
     const child = spawn(process.execPath, ['--', cliPath, 'run', '--name', name, '--pids-limit', '50', busybox, 'sleep', '30'], {
@@ -368,6 +432,134 @@ describe('minidock pull and run', { skip }, () => {
       assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
       assert.match(r.stderr, /^minidock: invalid reference format/);
     }
+  });
+
+  /**
+   * Runs the CLI with the given files (or devices) as its stdio; 'pipe'
+   * ends are read back. Resolves with the exit status and what the pipes got.
+   */
+  async function cliWithStdio(args: string[], stdio: { in?: string; out?: string; err?: string; append?: boolean }) {
+    const open = async (path: string | undefined, flags: string) => (path === undefined ? undefined : fsOpen(path, flags));
+    const flags = stdio.append ? 'a' : 'w';
+    const files = [await open(stdio.in, 'r'), await open(stdio.out, flags), await open(stdio.err, flags)];
+    try {
+      const child = spawn(process.execPath, ['--', cliPath, ...args], {
+        cwd: repoRoot,
+        env: { ...process.env, MINIDOCK_ROOT: root },
+        stdio: files.map((f) => f?.fd ?? 'pipe'),
+      });
+      child.stdin?.end();
+      let stdout = '';
+      let stderr = '';
+      child.stdout?.on('data', (d: Buffer) => (stdout += d.toString()));
+      child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
+      const code = await new Promise<number | null>((res) => child.once('close', res));
+      return { code, stdout, stderr };
+    } finally {
+      for (const f of files) await f?.close();
+    }
+  }
+
+  test('a container cannot write the host file that is its stdin', async () => {
+    const ro = join(root, 'stdin-ro');
+    await writeFile(ro, 'orig\n', { mode: 0o444 });
+    const r = await cliWithStdio(['run', '--rm', '-i', busybox, 'sh', '-c', 'echo PWNED > /proc/self/fd/0; stat -L -c %F /proc/self/fd/0'], { in: ro });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout, 'fifo\n', 'the container reads its stdin through a pipe');
+    assert.equal(await readFile(ro, 'utf8'), 'orig\n');
+  });
+
+  test('a container cannot truncate the host file its stdout appends to', async () => {
+    const log = join(root, 'stdout-log');
+    await writeFile(log, 'a\nb\n', { mode: 0o444 });
+    const r = await cliWithStdio(['run', '--rm', busybox, 'sh', '-c', ': > /proc/self/fd/1; echo c; echo d >&2; exit 3'], { out: log, append: true });
+    assert.equal(r.code, 3, r.stderr);
+    assert.equal(r.stderr, 'd\n');
+    assert.equal(await readFile(log, 'utf8'), 'a\nb\nc\n');
+  });
+
+  test('a container cannot read the host file its stdout goes to', async () => {
+    const log = join(root, 'stdout-secret');
+    await writeFile(log, 'SECRET\n');
+    // The reopening may be refused (the pipe is root's, 0600); if not, with
+    // fd 1 closed nothing writes to what fd 3 reopened and cat ends at once.
+    const script = '( exec 3</proc/self/fd/1; exec 1>&-; cat <&3 >&4 ) 4>&2 2>/dev/null; echo done >&2';
+    const r = await cliWithStdio(['run', '--rm', '-u', '1000', busybox, 'sh', '-c', script], { out: log, append: true });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stderr, 'done\n');
+    assert.equal(await readFile(log, 'utf8'), 'SECRET\n');
+  });
+
+  test('relayed stdio keeps every byte, the order of stdout and stderr in one file, and the exit status', async () => {
+    const input = join(root, 'stdin-big');
+    const big = Buffer.alloc(1 << 20, 'x');
+    await writeFile(input, big);
+    const out = join(root, 'stdio-out');
+    // Output first, input after: a relay that blocked on the unread stdin
+    // would never see the output, and the run would hang.
+    const script = 'seq 1 50000; wc -c; echo err1 >&2; echo out2; echo err2 >&2; exit 5';
+    const r = await cliWithStdio(['run', '--rm', '-i', busybox, 'sh', '-c', script], { in: input, out, err: out });
+    assert.equal(r.code, 5);
+    const seq = Array.from({ length: 50000 }, (_, i) => `${i + 1}\n`).join('');
+    assert.equal(await readFile(out, 'utf8'), `${seq}${big.length}\nerr1\nout2\nerr2\n`);
+
+    // A device other than /dev/null is relayed too, and /dev/null passes straight.
+    const zero = await cliWithStdio(['run', '--rm', '-i', busybox, 'sh', '-c', 'head -c 3 | od -An -tx1; stat -L -c %t:%T /proc/self/fd/2'], { in: '/dev/zero', err: '/dev/null' });
+    assert.equal(zero.code, 0, zero.stderr);
+    assert.equal(zero.stdout.replace(/ +/g, ' '), ' 00 00 00\n1:3\n');
+  });
+
+  test('a relative store root works from any directory; one overlay cannot name is refused in one line', async () => {
+    const cwd = await mkdtemp(join(tmpdir(), 'minidock-cwd-'));
+    const inCwd = (args: string[], env: Record<string, string>) =>
+      new Promise<{ code: number | null; stdout: string; stderr: string }>((res) => {
+        const child = spawn(process.execPath, ['--', cliPath, ...args], { cwd, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+        let stdout = '';
+        let stderr = '';
+        child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+        child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+        child.once('close', (code) => res({ code, stdout, stderr }));
+      });
+    try {
+      const pulled = await inCwd(['--root', 'relstore', 'pull', '-q', busybox], {});
+      assert.equal(pulled.code, 0, pulled.stderr);
+      const ran = await inCwd(['--root', 'relstore', 'run', '--rm', busybox, 'echo', 'hi'], {});
+      assert.equal(ran.code, 0, ran.stderr);
+      assert.equal(ran.stdout, 'hi\n');
+      const fromEnv = await inCwd(['run', '--rm', busybox, 'echo', 'env'], { MINIDOCK_ROOT: 'relstore' });
+      assert.equal(fromEnv.stdout, 'env\n', fromEnv.stderr);
+
+      await rename(join(cwd, 'relstore'), join(cwd, 'rel,store'));
+      const comma = await inCwd(['run', '--rm', busybox, 'true'], { MINIDOCK_ROOT: 'rel,store' });
+      assert.equal(comma.code, 125);
+      assert.match(comma.stderr, /^minidock: run a container in store ".*\/rel,store": overlay mount options cannot carry its ","\nhint: /);
+      assert.equal(comma.stderr.trim().split('\n').length, 2, comma.stderr);
+    } finally {
+      await rm(cwd, { recursive: true, force: true });
+    }
+  });
+
+  test('a bad --name, --hostname or --memory is one line of error, exit 125', async () => {
+    const cases: [string[], RegExp][] = [
+      [['--name', 'a'.repeat(300)], /^minidock: invalid container name "a{129}": only \[a-zA-Z0-9\]\[a-zA-Z0-9_.-\]\+ are allowed, at most 128 characters\n$/],
+      [['--name', 'a'], /^minidock: invalid container name "a": /],
+      [['--name', '-x'], /^minidock: invalid container name "-x": /],
+      [['-h', ''], /^minidock: invalid hostname "": want letters, digits and '-'/],
+      [['-h', 'a b'], /^minidock: invalid hostname "a b": /],
+      [['-h', '-box'], /^minidock: invalid hostname "-box": /],
+      [['-h', 'x'.repeat(65)], /^minidock: invalid hostname "x{65}": /],
+      [['-m', '99999999999999999g'], /^minidock: invalid --memory "99999999999999999g": want a size of at least 6m and below 8192t/],
+    ];
+    for (const [flags, message] of cases) {
+      const r = await cli(['run', '--rm', ...flags, busybox, 'true']);
+      assert.equal(r.code, 125, `${flags.join(' ')}: ${r.stderr}`);
+      assert.match(r.stderr, message);
+      assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+    }
+    // At the limits, they are taken.
+    const ok = await cli(['run', '--rm', '--name', 'a'.repeat(128), '-h', `${'b'.repeat(62)}.c`, busybox, 'hostname']);
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.equal(ok.stdout, `${'b'.repeat(62)}.c\n`);
   });
 
   test('images, ps -a, rm and rmi manage what the store holds', async () => {

@@ -3,11 +3,11 @@ import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, readFileSync, readlinkSync, statSync } from 'node:fs';
 import { chmod, copyFile, mkdir, mkdtemp, readFile, rm, rmdir, stat, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Readable } from 'node:stream';
+import type { Readable, Writable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 
 import { ContainerExecError, RuntimeSetupError } from '../../src/errors.js';
-import { execError, executorArgs, executorPath, execute, type ExecSpec } from '../../src/runtime/executor.js';
+import { execError, executorArgs, executorEnv, executorPath, execute, type ExecSpec } from '../../src/runtime/executor.js';
 
 // A bound on any single container run, so a broken helper fails the test
 // instead of hanging it; no assertion depends on time.
@@ -75,7 +75,8 @@ async function container(overrides: Partial<ExecSpec> & { args: string[] }) {
 
 /** Runs the helper directly with piped stdio; returns its records and output. */
 function runHelper(spec: ExecSpec, input?: string) {
-  const child = spawn(executorPath(), executorArgs(spec), { stdio: ['pipe', 'pipe', 'inherit', 'pipe'] });
+  const child = spawn(executorPath(), executorArgs(spec), { stdio: ['pipe', 'pipe', 'inherit', 'pipe', 'pipe'] });
+  (child.stdio[4] as Writable).end(executorEnv(spec));
   let out = '';
   let log = '';
   child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
@@ -175,6 +176,29 @@ describe('execute', { skip }, () => {
     process.kill(process.pid, 'SIGTERM');
     assert.equal(await run, 42);
     assert.equal(process.listenerCount('SIGTERM'), 0);
+  });
+
+  test('forwards only the signals its parent sends', RUN_BOUND, async () => {
+    // A signal to the whole process group reaches minidock too, which
+    // forwards it: the helper must not pass on a second copy.
+    const script = 'trap "echo int" INT; trap "echo term; exit 3" TERM; touch /tmp/ready; while :; do sleep 1000 & wait; done';
+    const c = await container({ args: ['sh', '-c', script] });
+    const child = spawn(executorPath(), executorArgs(c.spec), { stdio: ['ignore', 'pipe', 'inherit', 'pipe', 'pipe'] });
+    (child.stdio[4] as Writable).end(executorEnv(c.spec));
+    let out = '';
+    child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+    const closed = new Promise<number | null>((resolve) => child.once('close', resolve));
+    let ready = false;
+    for (let i = 0; i < 2000 && !ready; i++) {
+      ready = existsSync(c.upper('tmp/ready'));
+      if (!ready) await new Promise((r) => setTimeout(r, 10));
+    }
+    assert.ok(ready, 'container never became ready');
+    // From another process, then from the parent (this one).
+    execFileSync('kill', ['-INT', String(child.pid)]);
+    child.kill('SIGTERM');
+    assert.equal(await closed, 3);
+    assert.equal(out, 'term\n');
   });
 
   test('kills the container when aborted', RUN_BOUND, async () => {
@@ -490,7 +514,8 @@ await execute(JSON.parse(process.argv[2]), { onStart: (pid) => writeFileSync(pro
     const c = await container({ args: ['sh'], tty: true, stdin: true });
     const logFile = join(base, `tty-${counter}.log`);
     const helper = [executorPath(), ...executorArgs(c.spec)].map(shellQuote).join(' ');
-    const child = spawn('script', ['-qec', `exec 3>${shellQuote(logFile)}; exec ${helper}`, '/dev/null'], {
+    // An empty environment on fd 4: the helper then sets only the default PATH.
+    const child = spawn('script', ['-qec', `exec 3>${shellQuote(logFile)} 4</dev/null; exec ${helper}`, '/dev/null'], {
       stdio: ['pipe', 'pipe', 'inherit'],
     });
     let out = '';
@@ -508,6 +533,21 @@ await execute(JSON.parse(process.argv[2]), { onStart: (pid) => writeFileSync(pro
     assert.match(out, /tty-42 \/dev\/pts\/0/);
     const records = (await readFile(logFile, 'utf8')).trim().split('\n').map((l) => JSON.parse(l));
     assert.deepEqual(records.at(-1), { exit: 3 });
+  });
+
+  test('relays a host terminal given without a pty, so the container cannot reopen it', RUN_BOUND, async (t) => {
+    if (!existsSync('/usr/bin/script')) return t.skip('needs script(1) from bsdutils for a host pty');
+    const c = await container({ args: ['sh', '-c', 'stat -L -c %F /proc/self/fd/0 /proc/self/fd/1 /proc/self/fd/2; exit 6'], stdin: true });
+    const logFile = join(base, `term-${counter}.log`);
+    const helper = [executorPath(), ...executorArgs(c.spec)].map(shellQuote).join(' ');
+    const child = spawn('script', ['-qec', `exec 3>${shellQuote(logFile)} 4</dev/null; exec ${helper}`, '/dev/null'], {
+      stdio: ['pipe', 'pipe', 'inherit'],
+    });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    const code = await new Promise<number | null>((resolve) => child.once('close', resolve));
+    assert.equal(code, 6, `output: ${JSON.stringify(out)}`);
+    assert.equal(out, 'fifo\r\nfifo\r\nfifo\r\n');
   });
 
   test('copies the host window size at start and on SIGWINCH, in raw mode', RUN_BOUND, async (t) => {
@@ -551,11 +591,14 @@ out += b'\\nraw-while-running=%d cooked-after=%d\\n' % (raw, bool(lflag & termio
 sys.stdout.write(out.decode(errors='replace'))
 sys.exit(os.waitstatus_to_exitcode(status))
 `;
+    // fd 4, the environment, is inherited through pty.fork: empty (closed at
+    // once), so only the default PATH.
     const child = spawn(python, ['-c', script, logFile, executorPath(), ...executorArgs(c.spec)], {
-      stdio: ['ignore', 'pipe', 'inherit'],
+      stdio: ['ignore', 'pipe', 'inherit', 'ignore', 'pipe'],
     });
+    (child.stdio[4] as Writable).end();
     let out = '';
-    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
     const code = await new Promise<number | null>((resolve) => child.once('close', resolve));
     assert.equal(code, 5, `output: ${JSON.stringify(out)}`);
     assert.match(out, /\r\n33 99\r\n/);
@@ -606,7 +649,7 @@ describe('executorArgs', () => {
       '--uid', '1',
       '--gid', '2',
       '--groups', '3,4',
-      '--env', 'A=1',
+      '--env-fd', '4',
       '--cgroup-procs', '/cg/cgroup.procs',
       '--tty',
       '--', 'sh', '-c', 'echo --tty',
@@ -619,6 +662,8 @@ describe('executorArgs', () => {
     ['a fractional gid', { gid: 1.5 }],
     ['an environment entry without "="', { env: ['FOO'] }],
     ['an environment entry with an empty name', { env: ['=x'] }],
+    ['an environment entry holding a NUL byte', { env: ['A=x\0y'] }],
+    ['an environment entry longer than execve takes', { env: [`A=${'x'.repeat(32 * 4096)}`] }],
   ];
   for (const [name, change] of bad) {
     test(`refuses ${name}`, () => {

@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, symlink, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { MinidockError } from '../../src/errors.js';
 import { readMergedFile } from '../../src/runtime/image-files.js';
 import { mknod, S_IFCHR } from '../../src/sys/index.js';
 
@@ -48,7 +49,7 @@ describe('readMergedFile', { skip }, () => {
     if (dir) await rm(dir, { recursive: true, force: true });
   });
 
-  const read = (path: string) => readMergedFile([upper, lower], path, isOpaque);
+  const read = (path: string) => readMergedFile([upper, lower], path, isOpaque, 1 << 20);
 
   test('takes the topmost layer that has the file', async () => {
     assert.equal(await read('/etc/group'), 'upper group\n');
@@ -66,5 +67,17 @@ describe('readMergedFile', { skip }, () => {
     assert.equal(await read('/host-etc/passwd'), undefined);
     assert.equal(await read('/loop-a'), undefined);
     assert.equal(await read('/etc'), undefined, 'a directory is not a file');
+  });
+  test('refuses a file past the size limit with one line, without reading it', async () => {
+    // Sparse: 600 MB by its size, nothing on disk. Read whole, its string
+    // would pass V8's limit.
+    const big = join(upper, 'big-passwd');
+    await writeFile(big, '');
+    await truncate(big, 600 * 1024 * 1024);
+    await assert.rejects(read('/big-passwd'), (err: Error) => {
+      assert.ok(err instanceof MinidockError);
+      assert.equal(err.message, 'read /big-passwd of the image: it is 629145600 bytes, more than the 1048576 minidock reads');
+      return true;
+    });
   });
 });

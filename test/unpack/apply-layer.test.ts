@@ -412,6 +412,21 @@ describe('applyLayer', { skip: needRoot }, () => {
     assert.equal(st.mtimeMs, 1700000000500);
   });
 
+  it('refuses a PAX uid or gid out of chown\'s range with one line naming it', async () => {
+    const cases: [Record<string, string>, string][] = [
+      [{ uid: '99999999999999999999' }, 'uid 99999999999999999999 is out of range (0 to 4294967294)'],
+      [{ gid: '4294967295' }, 'gid 4294967295 is out of range (0 to 4294967294)'],
+    ];
+    for (const [pax, why] of cases) {
+      const { layer } = newCase();
+      await assert.rejects(apply([{ name: 'f', content: 'x', pax }], layer), (err: unknown) => {
+        assert.ok(err instanceof MinidockError);
+        assert.equal((err as Error).message, `apply layer entry "f": ${why}`);
+        return true;
+      });
+    }
+  });
+
   it("writes GNU tar's sparse files in all four formats, holes kept", async (t) => {
     const gnuTar = spawnSync('tar', ['--version'], { encoding: 'utf8' });
     if (!/GNU tar/.test(gnuTar.stdout ?? '')) {

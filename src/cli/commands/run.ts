@@ -34,8 +34,9 @@ function limitsFrom(flags: RunFlags): ContainerLimits {
   const limits: ContainerLimits = {};
   if (flags.memory !== undefined) {
     const bytes = parseBytes(flags.memory);
-    if (bytes === undefined || bytes < 6 * 1024 * 1024) {
-      throw new MinidockError('ERR_BAD_FLAG', `invalid --memory ${JSON.stringify(flags.memory)}: want a size of at least 6m, such as 256m or 1g`);
+    // Above 2^53 (8192t) a number is no longer exact, and cgroup files refuse its exponent form.
+    if (bytes === undefined || bytes < 6 * 1024 * 1024 || !Number.isSafeInteger(bytes)) {
+      throw new MinidockError('ERR_BAD_FLAG', `invalid --memory ${JSON.stringify(flags.memory)}: want a size of at least 6m and below 8192t, such as 256m or 1g`);
     }
     limits.memory = bytes;
   }
