@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { lstat, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -131,6 +131,15 @@ describe('minidock save and load', { skip }, () => {
     assert.equal(loaded.code, 0, loaded.stderr);
     assert.equal(loaded.stdout, `Loaded image: ${s.busybox}\n`);
     await assertLoaded(root, s.busybox, busyboxId);
+  });
+
+  test('save -o writes into a device in place (never renames a file over it)', async () => {
+    const nul = join(work, 'null');
+    await run('mknod', ['-m', '666', nul, 'c', '1', '3']);
+    const r = await cli(['save', '-o', nul, s.busybox]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.ok((await lstat(nul)).isCharacterDevice(), 'the device is still a device');
+    assert.deepEqual((await readdir(work)).filter((n) => n.startsWith('null')), ['null']);
   });
 
   test('skopeo reads what minidock saves: docker-archive, oci-archive and an OCI layout', async () => {

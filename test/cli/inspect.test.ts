@@ -9,7 +9,7 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { execFile } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { lstat, mkdtemp, readdir, readFile, readlink, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -246,6 +246,23 @@ describe('minidock inspect, history, layers, diff, ls, cat, export', { skip }, (
     assert.equal(r.code, 0, r.stderr);
     const entries = await listLayer(await readFile(file));
     assert.deepEqual(entries.map((e) => e.header.name), ['etc/', 'etc/f', 'hl1', 'hl2', 'keep', 'link', 'opq/', 'opq/b']);
+  });
+
+  test('export -o writes into a device in place, and a bad output is one line', async () => {
+    // A null device of the test's own: the output must be written into it,
+    // never replaced by a file renamed over it.
+    const nul = join(scratch, 'null');
+    execFileSync('mknod', ['-m', '666', nul, 'c', '1', '3']);
+    const r = await cli(['export', crafted, '-o', nul]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.ok((await lstat(nul)).isCharacterDevice(), 'the device is still a device');
+    assert.deepEqual((await readdir(scratch)).filter((n) => n.startsWith('null')), ['null']);
+
+    for (const [out, why] of [[join(scratch, 'no', 'such.tar'), 'its directory does not exist'], [scratch, 'it is a directory']]) {
+      const bad = await cli(['export', crafted, '-o', out!]);
+      assert.equal(bad.code, 125);
+      assert.equal(bad.stderr, `minidock: export ${crafted} to ${JSON.stringify(out)}: ${why}\n`);
+    }
   });
 
   test('a container: its changes, its record and spec, its filesystem', async () => {

@@ -3,12 +3,13 @@
  */
 import { createReadStream } from 'node:fs';
 import type { Readable } from 'node:stream';
-import { open, rename, stat, unlink } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import { MinidockError, NotFoundError } from '../../errors.js';
 import { familiarName, parseReference } from '../../reference.js';
 import { contentLock, lookupImage, readRepositories, withLock, type Store } from '../../store/index.js';
 import type { SaveItem } from '../../archive/index.js';
 import type { Context } from '../context.js';
+import { writeOutputFile } from '../output-file.js';
 
 /**
  * The images to save, each with the tags it is named by in the archive:
@@ -55,19 +56,7 @@ export async function saveCommand(ctx: Context, images: string[], flags: { outpu
       const items = await saveItems(store, images);
       if (format === 'oci-dir') return writeLayoutDir(store, items, flags.output!);
       if (flags.output === undefined) return writeArchive(store, items, format, process.stdout);
-      // Written beside the target and renamed: a failed save leaves no half file.
-      const tmp = `${flags.output}.tmp-${process.pid}`;
-      const fh = await open(tmp, 'w', 0o644).catch((err: NodeJS.ErrnoException) => {
-        const why = err.code === 'ENOENT' ? 'its directory does not exist' : err.message;
-        throw new MinidockError('ERR_SAVE', `save to ${JSON.stringify(flags.output)}: ${why}`);
-      });
-      try {
-        await writeArchive(store, items, format, fh.createWriteStream());
-        await rename(tmp, flags.output);
-      } catch (err) {
-        await unlink(tmp).catch(() => {});
-        throw err;
-      }
+      await writeOutputFile('save', flags.output, (out) => writeArchive(store, items, format, out));
     },
     { shared: true },
   );

@@ -8,6 +8,7 @@ import { pipeline } from 'node:stream/promises';
 import { MinidockError, NotFoundError } from '../../errors.js';
 import { exportTar, listDirectory, resolvePath, splitImagePath, type LayerEntry } from '../../inspect/index.js';
 import type { Context } from '../context.js';
+import { writeOutputFile } from '../output-file.js';
 import { entryJSON, entrySuffix, findFilesTarget, modeString, out, parseFormat, schemaVersion, shortTime } from './inspect-target.js';
 
 function lsLine(e: LayerEntry): string {
@@ -65,14 +66,7 @@ export async function exportCommand(ctx: Context, name: string, flags: { output?
     await exportTar(target.layers, process.stdout);
     return;
   }
-  const file = flags.output!;
-  const sink = fs.createWriteStream(file, { mode: 0o644 });
-  try {
-    await exportTar(target.layers, sink);
-  } catch (err) {
-    sink.destroy();
-    fs.rmSync(file, { force: true });
-    if (err instanceof MinidockError) throw err;
-    throw new MinidockError('ERR_EXPORT', `export ${name} to ${JSON.stringify(file)}: ${(err as Error).message}`, { cause: err });
-  }
+  await writeOutputFile(`export ${name}`, flags.output!, async (out) => {
+    await exportTar(target.layers, out);
+  });
 }
