@@ -119,6 +119,7 @@ export async function runContainer(store: Store, options: RunOptions): Promise<n
     status: 'created',
     limits: options.limits,
     autoRemove: options.autoRemove,
+    owner: { pid: process.pid, start: processStartTime(process.pid) },
   };
 
   await checkOverlaySupport(store);

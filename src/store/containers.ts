@@ -67,6 +67,12 @@ export interface ContainerRecord {
   autoRemove: boolean;
   /** What it was started with (absent for containers created before this was recorded). */
   spec?: ContainerSpec;
+  /**
+   * The minidock process that created the container and runs it, with its
+   * start time: while it lives, a container still "created" is starting,
+   * and no prune or rm may take it (or its image's layers) away.
+   */
+  owner?: { pid: number; start?: string };
 }
 
 export function containerDir(store: Store, id: string): string {

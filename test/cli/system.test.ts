@@ -3,7 +3,7 @@
  * real registry: system df, system check [--repair], and the prunes.
  */
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdir, readdir, readFile, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -262,5 +262,45 @@ describe('minidock system and prune commands', { skip }, () => {
     const run = await cli(['run', '--rm', s.busybox, 'true']);
     assert.equal(run.code, 0, run.stderr);
     assert.equal((await cli(['system', 'check'])).code, 0);
+  });
+
+  test('a container still starting is kept by the prunes and refused by rm until its minidock is gone', async () => {
+    const made = await cli(['run', '--name', 'starting', s.busybox, 'true']);
+    assert.equal(made.code, 0, made.stderr);
+    const inspected = JSON.parse((await cli(['inspect', '--format', 'json', 'starting'])).stdout) as { id: string };
+    const id = inspected.id.replace(/^sha256:/, '');
+    // The moment between a run's record and its process: status "created",
+    // owned by a live minidock (a stand-in process here, so the moment lasts).
+    const owner = spawn('sleep', ['60'], { stdio: 'ignore' });
+    const { processStartTime } = await import('../../src/runtime/process.js');
+    const statePath = join(s.root, 'containers', id, 'state.json');
+    const rec = JSON.parse(await readFile(statePath, 'utf8'));
+    assert.equal(rec.name, 'starting');
+    delete rec.exitCode;
+    delete rec.finished;
+    await writeFile(statePath, JSON.stringify({ ...rec, status: 'created', owner: { pid: owner.pid, start: processStartTime(owner.pid!) } }));
+    try {
+      assert.equal((await cli(['container', 'prune', '-f'])).code, 0);
+      assert.equal((await cli(['system', 'prune', '-a', '-f'])).code, 0);
+      assert.match((await cli(['ps', '-a'])).stdout, /starting\n/);
+      assert.ok((await imageIds(s.root)).includes(rec.imageId.slice(7)), 'its image stays');
+      await assertLayersComplete(s.root);
+      const rm = await cli(['rm', 'starting']);
+      assert.equal(rm.code, 125);
+      assert.match(rm.stderr, /^minidock: cannot remove container starting: container is starting\n/);
+    } finally {
+      owner.kill('SIGKILL');
+      await new Promise((r) => owner.once('exit', r));
+    }
+    // Its minidock gone, the container is a leftover like any other.
+    const prune = await cli(['container', 'prune', '-f']);
+    assert.equal(prune.code, 0, prune.stderr);
+    assert.match(prune.stdout, new RegExp(`^Deleted Containers:\n${id}\n`));
+  });
+
+  test('an empty container name matches nothing', async () => {
+    const r = await cli(['rm', '']);
+    assert.equal(r.code, 125);
+    assert.equal(r.stderr, 'minidock: a container name or id cannot be empty\n');
   });
 });

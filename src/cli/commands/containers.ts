@@ -20,6 +20,15 @@ export function liveStatus(c: ContainerRecord): ContainerRecord['status'] {
   return c.status === 'running' && !isProcessAlive(c.pid, c.pidStart) ? 'exited' : c.status;
 }
 
+/**
+ * True while the container is running, or is being started by a minidock
+ * process that is still alive: neither may be removed from under it.
+ */
+export function inUse(c: ContainerRecord): boolean {
+  const status = liveStatus(c);
+  return status === 'running' || (status === 'created' && c.owner !== undefined && isProcessAlive(c.owner.pid, c.owner.start));
+}
+
 export function statusText(c: ContainerRecord, now: number): string {
   switch (liveStatus(c)) {
     case 'created':
@@ -62,6 +71,8 @@ export async function psCommand(ctx: Context, flags: { all?: boolean; quiet?: bo
 
 /** Finds a container by full id, unique id prefix, or name. */
 export async function findContainer(store: Store, text: string): Promise<ContainerRecord> {
+  // An empty prefix would match every container ("rm $UNSET").
+  if (text === '') throw new MinidockError('ERR_BAD_ARGUMENT', 'a container name or id cannot be empty');
   const all = await listContainers(store);
   const exact = all.find((c) => c.id === text || c.name === text);
   if (exact) return exact;
@@ -78,6 +89,11 @@ export async function rmCommand(ctx: Context, names: string[], flags: { force?: 
     try {
       await withLock(store, metadataLock, async () => {
         const c = await findContainer(store, name);
+        if (liveStatus(c) === 'created' && inUse(c)) {
+          throw new MinidockError('ERR_CONFLICT', `cannot remove container ${name}: container is starting`, {
+            hint: 'try again once it runs',
+          });
+        }
         if (liveStatus(c) === 'running') {
           if (!flags.force) {
             throw new MinidockError('ERR_CONFLICT', `cannot remove container ${name}: container is running`, {

@@ -16,7 +16,7 @@ import {
   type ImageRecord,
   type Store,
 } from '../../store/index.js';
-import { findContainer, liveStatus } from './containers.js';
+import { findContainer, inUse } from './containers.js';
 
 /** The version of every JSON document the inspect commands print (docs/inspect.md). */
 export const schemaVersion = 1;
@@ -64,8 +64,8 @@ export function imageLayers(store: Store, rec: Pick<ImageRecord, 'id' | 'diffIDs
  */
 export async function findFilesTarget(store: Store, text: string): Promise<Target> {
   const target = await findTarget(store, text);
-  if (target.kind === 'container' && liveStatus(target.container) === 'running') {
-    throw new MinidockError('ERR_CONFLICT', `container ${text} is running: its files change while they are read`, {
+  if (target.kind === 'container' && inUse(target.container)) {
+    throw new MinidockError('ERR_CONFLICT', `container ${text} is running or starting: its files change while they are read`, {
       hint: 'read it once it has exited; its image can be read any time',
     });
   }

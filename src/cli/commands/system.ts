@@ -19,7 +19,7 @@ import {
 } from '../../store/index.js';
 import type { Context } from '../context.js';
 import { ago, humanSize, table } from '../output.js';
-import { liveStatus, quoteCommand, removeContainer, statusText } from './containers.js';
+import { inUse, liveStatus, quoteCommand, removeContainer, statusText } from './containers.js';
 import { displayName, imageRows, splitTag } from './images.js';
 
 /** A prune the user declined: nothing was removed (Docker's "cancelled"). */
@@ -90,7 +90,7 @@ async function pruneContainers(store: Store): Promise<{ ids: string[]; bytes: nu
     const ids: string[] = [];
     let bytes = 0;
     for (const c of await listContainers(store)) {
-      if (liveStatus(c) === 'running') continue;
+      if (inUse(c)) continue;
       bytes += await containerSize(store, c.id);
       await removeContainer(store, c);
       ids.push(c.id);
