@@ -309,9 +309,12 @@ export async function main(argv: string[]): Promise<void> {
   process.exitCode = exitStatus.ownError;
   let commander: Commander | undefined;
   // A reader that went away (`minidock layers IMAGE | head`) ends the
-  // command as SIGPIPE would, without a stack trace.
+  // command as SIGPIPE would, without a stack trace; any other failure to
+  // write the results (a full disk) is minidock's error.
+  let outputError: NodeJS.ErrnoException | undefined;
   process.stdout.on('error', (err: NodeJS.ErrnoException) => {
     if (err.code === 'EPIPE') process.exit(128 + 13);
+    outputError ??= err;
   });
   try {
     // The most frequent command is read without loading commander.
@@ -332,6 +335,12 @@ export async function main(argv: string[]): Promise<void> {
     } else {
       status = report(err, argv.includes('--debug') || argv.includes('-D'));
     }
+  }
+  // A failed write to stdout is reported on the next tick: let it arrive.
+  await new Promise((resolve) => setImmediate(resolve));
+  if (outputError !== undefined && !status) {
+    process.stderr.write(`minidock: write results to stdout: ${outputError.message}\n`);
+    status = exitStatus.ownError;
   }
   // Exit now: a pooled connection or a timer must not keep a finished
   // command alive. stdout and stderr writes are synchronous on Linux.
