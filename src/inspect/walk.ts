@@ -8,6 +8,7 @@
 import fs from 'node:fs';
 import { join } from 'node:path';
 import { lgetxattr, splitDev } from '../sys/index.js';
+import { MinidockError } from '../errors.js';
 
 /** What an entry of a layer is. A whiteout is overlay's 0/0 character device. */
 export type EntryKind = 'file' | 'dir' | 'symlink' | 'char' | 'block' | 'fifo' | 'socket' | 'whiteout';
@@ -106,6 +107,19 @@ interface Frame {
  * minidock reads it, except a running container's upper directory).
  */
 export function* walkLayer(dir: string, options: WalkOptions = {}): Generator<LayerEntry> {
+  try {
+    yield* walkLayerPaths(dir, options);
+  } catch (err) {
+    // A container can nest directories deeper than a path can name
+    // (PATH_MAX); the walk goes by whole paths, so it stops there.
+    if ((err as NodeJS.ErrnoException).code !== 'ENAMETOOLONG') throw err;
+    throw new MinidockError('ERR_TOO_DEEP', `read ${JSON.stringify(dir)}: it holds a path longer than the system allows`, {
+      cause: err,
+    });
+  }
+}
+
+function* walkLayerPaths(dir: string, options: WalkOptions): Generator<LayerEntry> {
   const under = options.under ?? [];
   const maxDepth = options.maxDepth ?? Infinity;
   const firstNames = new Map<number, string>();

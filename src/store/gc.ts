@@ -28,7 +28,7 @@ import {
   type LayerRecord,
 } from './layers.js';
 import { contentLock, metadataLock, withLock } from './locks.js';
-import type { Store } from './store.js';
+import { removeRecursive, type Store } from './store.js';
 
 /** The blobs an image record names: manifest, index, config and layers. */
 export function imageBlobs(rec: ImageRecord): Digest[] {
@@ -221,7 +221,7 @@ export async function sweepTmp(store: Store): Promise<void> {
       process.kill(pid, 0);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ESRCH') {
-        await rm(store.path('tmp', name), { recursive: true, force: true }).catch(() => {});
+        await removeRecursive(store.path('tmp', name)).catch(() => {});
       }
     }
   }

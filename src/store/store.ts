@@ -144,5 +144,25 @@ export async function removeTree(store: Store, path: string, prefix: string): Pr
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
     throw err;
   }
-  await rm(doomed, { recursive: true, force: true });
+  await removeRecursive(doomed);
+}
+
+/**
+ * Removes path and everything below it; a missing path is not an error.
+ * Node's rm walks by whole paths, which a container can make longer than
+ * PATH_MAX (mkdir in a loop): then GNU rm, which walks by directory fds,
+ * does it.
+ */
+export async function removeRecursive(path: string): Promise<void> {
+  try {
+    await rm(path, { recursive: true, force: true });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENAMETOOLONG') throw err;
+    const { execFile } = await import('node:child_process');
+    await new Promise<void>((resolve, reject) =>
+      execFile('rm', ['-rf', '--one-file-system', '--', path], (e, _out, stderr) =>
+        e ? reject(new MinidockError('ERR_STORE', `remove ${JSON.stringify(path)}: ${stderr.trim() || e.message}`)) : resolve(),
+      ),
+    );
+  }
 }

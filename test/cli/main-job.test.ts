@@ -562,6 +562,21 @@ describe('minidock pull and run', { skip }, () => {
     assert.equal(ok.stdout, `${'b'.repeat(62)}.c\n`);
   });
 
+  test('a container nesting directories past PATH_MAX is diffed with one line of error and removed whole', async () => {
+    const deep = `deep-${process.pid}`;
+    const nest = 'cd /tmp; i=0; while [ $i -lt 2100 ]; do mkdir d && cd d || exit 1; i=$((i+1)); done';
+    const made = await cli(['run', '--name', deep, busybox, 'sh', '-c', nest]);
+    assert.notEqual(made.code, 125, made.stderr);
+    const id = JSON.parse((await cli(['inspect', '--format', 'json', deep])).stdout).id as string;
+    const diff = await cli(['diff', deep]);
+    assert.equal(diff.code, 125);
+    assert.match(diff.stderr, /^minidock: read ".*": it holds a path longer than the system allows\n$/);
+    const rm = await cli(['rm', deep]);
+    assert.equal(rm.code, 0, rm.stderr);
+    assert.equal((await readdir(join(root, 'containers'))).includes(id), false);
+    assert.deepEqual((await readdir(join(root, 'tmp'))).filter((n) => n.startsWith('rm-container')), []);
+  });
+
   test('images, ps -a, rm and rmi manage what the store holds', async () => {
     const run = await cli(['run', '--name', 'keeper', busybox, 'true']);
     assert.equal(run.code, 0, run.stderr);
