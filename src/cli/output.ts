@@ -66,3 +66,17 @@ export function ago(iso: string | undefined, now = Date.now()): string {
   const t = Date.parse(iso);
   return Number.isNaN(t) ? 'N/A' : `${humanDuration(now - t)} ago`;
 }
+
+/**
+ * Text from an image (a file name, a link target, a history line) made safe
+ * for a terminal and for line-oriented output: control characters (C0, DEL
+ * and C1) become escapes such as `\n` and `\x1b`, so a name can neither
+ * drive the terminal nor forge a line of its own. JSON output needs none of
+ * this.
+ */
+export function printable(text: string): string {
+  return text.replace(/[\x00-\x1f\x7f-\x9f]/g, (c) => {
+    const named: Record<string, string> = { '\n': '\\n', '\t': '\\t', '\r': '\\r' };
+    return named[c] ?? `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`;
+  });
+}

@@ -10,9 +10,10 @@ import { exportTar, listDirectory, resolvePath, splitImagePath, type LayerEntry 
 import type { Context } from '../context.js';
 import { writeOutputFile } from '../output-file.js';
 import { entryJSON, entrySuffix, findFilesTarget, modeString, out, parseFormat, schemaVersion, shortTime } from './inspect-target.js';
+import { printable } from '../output.js';
 
 function lsLine(e: LayerEntry): string {
-  const name = e.path.slice(e.path.lastIndexOf('/') + 1);
+  const name = printable(e.path.slice(e.path.lastIndexOf('/') + 1));
   const size = e.kind === 'file' ? String(e.size) : '';
   return `${modeString(e.kind, e.mode)}  ${`${e.uid}/${e.gid}`.padEnd(9)} ${size.padStart(10)}  ${shortTime(e.mtime)}  ${name}${e.kind === 'dir' ? '/' : ''}${entrySuffix(e)}\n`;
 }

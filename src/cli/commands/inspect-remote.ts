@@ -9,7 +9,7 @@ import { fetchRemoteImage, listRemoteLayer, pickLayer, type TarListing } from '.
 import { parseReference, type Reference } from '../../reference.js';
 import { CredentialStore, RegistryClient } from '../../registry/index.js';
 import { registryOptions, type Context } from '../context.js';
-import { humanSize, table } from '../output.js';
+import { humanSize, printable, table } from '../output.js';
 import { changeLine, entryJSON, out, schemaVersion } from './inspect-target.js';
 
 function client(ctx: Context): RegistryClient {
@@ -135,6 +135,6 @@ export async function layersRemote(
 }
 
 function remoteLine(e: TarListing): string {
-  if (e.op === 'D' && e.deletedBy === 'opaque') return `D  ${'(opaque dir)'.padEnd(34)}/${e.path}/* (what lower layers hold below)`;
+  if (e.op === 'D' && e.deletedBy === 'opaque') return `D  ${'(opaque dir)'.padEnd(34)}/${printable(e.path)}/* (what lower layers hold below)`;
   return changeLine(e);
 }

@@ -17,6 +17,7 @@ import {
   type Store,
 } from '../../store/index.js';
 import { findContainer, inUse } from './containers.js';
+import { printable } from '../output.js';
 
 /** The version of every JSON document the inspect commands print (docs/inspect.md). */
 export const schemaVersion = 1;
@@ -130,8 +131,8 @@ export function shortTime(ms: number): string {
 
 /** What follows a name in a listing: a link target, a hard link, device numbers. */
 export function entrySuffix(e: { target?: string; linkTo?: string; device?: { major: number; minor: number } }): string {
-  if (e.target !== undefined) return ` -> ${e.target}`;
-  if (e.linkTo !== undefined) return ` link to /${e.linkTo}`;
+  if (e.target !== undefined) return ` -> ${printable(e.target)}`;
+  if (e.linkTo !== undefined) return ` link to /${printable(e.linkTo)}`;
   if (e.device !== undefined) return ` (device ${e.device.major}, ${e.device.minor})`;
   return '';
 }
@@ -200,7 +201,7 @@ export interface ChangeLike {
  * path, or `name` as given, e.g. indented for --tree), then link targets
  * and what a deletion removes.
  */
-export function changeLine(c: ChangeLike, name = `/${c.path}`): string {
+export function changeLine(c: ChangeLike, name = `/${printable(c.path)}`): string {
   const removed = c.removed === undefined ? '' : ` (removes ${c.removed.entries} entries, ${c.removed.bytes} bytes)`;
   if (c.op === 'D') {
     const why = c.deletedBy === 'opaque' ? '(opaque dir)' : '(whiteout)';

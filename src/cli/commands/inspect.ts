@@ -14,7 +14,7 @@ import {
 import { familiarName } from '../../reference.js';
 import type { ContainerRecord } from '../../store/index.js';
 import type { Context } from '../context.js';
-import { ago, humanSize, table } from '../output.js';
+import { ago, humanSize, printable, table } from '../output.js';
 import { liveStatus } from './containers.js';
 import { findImage, findTarget, out, parseFormat, schemaVersion } from './inspect-target.js';
 import { platformFlag } from './pull.js';
@@ -216,7 +216,7 @@ export function efficiencyText(e: Efficiency): string {
     indent(
       table(
         ['COUNT', 'TOTAL SPACE', 'WASTED', 'LAYERS', 'PATH'],
-        e.offenders.map((o) => [String(o.layers.length), String(o.totalBytes), String(o.wastedBytes), o.layers.join(','), `/${o.path}`]),
+        e.offenders.map((o) => [String(o.layers.length), String(o.totalBytes), String(o.wastedBytes), o.layers.join(','), `/${printable(o.path)}`]),
       ),
     ).trimEnd(),
   );
@@ -327,7 +327,7 @@ export async function historyCommand(ctx: Context, name: string, flags: HistoryF
   const now = Date.now();
   const id = flags.noTrunc ? info.record.id : hexOf(info.record.id).slice(0, 12);
   const lines = [...rows].reverse().map((r, i) => {
-    const by = r.createdBy.replace(/\s+/g, ' ');
+    const by = printable(r.createdBy.replace(/\s+/g, ' '));
     return [
       i === 0 ? id : '<missing>',
       human ? ago(r.created, now) : (r.created ?? 'N/A'),

@@ -13,7 +13,7 @@ import {
   type Change,
 } from '../../inspect/index.js';
 import type { Context } from '../context.js';
-import { humanSize } from '../output.js';
+import { humanSize, printable } from '../output.js';
 import { changeLine, entryJSON, findFilesTarget, findImage, imageLayers, out, parseFormat, schemaVersion, type Target } from './inspect-target.js';
 import { platformFlag } from './pull.js';
 
@@ -142,5 +142,5 @@ export async function diffCommand(ctx: Context, first: string, second: string | 
     out('\n]}\n');
     return;
   }
-  for (const c of changes) out(`${c.op} /${c.path}\n`);
+  for (const c of changes) out(`${c.op} /${printable(c.path)}\n`);
 }
