@@ -28,7 +28,7 @@ import {
   type LayerRecord,
 } from './layers.js';
 import { contentLock, metadataLock, withLock } from './locks.js';
-import { removeRecursive, type Store } from './store.js';
+import { readJSON, removeRecursive, type Store } from './store.js';
 
 /** The blobs an image record names: manifest, index, config and layers. */
 export function imageBlobs(rec: ImageRecord): Digest[] {
@@ -284,7 +284,7 @@ export async function diskUsage(store: Store): Promise<DiskUsage> {
 
 /** One thing `system check` found wrong, and whether it was repaired. */
 export interface Problem {
-  kind: 'blob' | 'layer' | 'link' | 'image';
+  kind: 'blob' | 'layer' | 'link' | 'record' | 'image';
   /** The digest, diffID or name concerned. */
   subject: string;
   message: string;
@@ -382,7 +382,15 @@ async function checkLocked(store: Store, repair: boolean): Promise<Problem[]> {
   // Links leading nowhere are garbage a crash may leave (see removeLayer),
   // not damage: system prune removes them.
 
-  for (const rec of await listImageRecords(store)) {
+  problems.push(...(await withLock(store, metadataLock, () => checkRecords(store, repair))));
+
+  // Records that do not parse were reported above; the rest are checked
+  // for their content.
+  const records = await Promise.all(
+    (await readdir(store.path('images'))).filter((n) => n.endsWith('.json')).map((n) => readJSON<ImageRecord>(store.path('images', n)).catch(() => undefined)),
+  );
+  for (const rec of records) {
+    if (rec === undefined) continue;
     const missing: string[] = [];
     for (const d of imageBlobs(rec)) if ((await statBlob(store, d)) === undefined) missing.push(`blob ${d}`);
     for (const d of rec.diffIDs) {
@@ -395,3 +403,58 @@ async function checkLocked(store: Store, repair: boolean): Promise<Problem[]> {
   return problems;
 }
 
+
+/** True when the file at path parses as JSON (a missing file counts as sound). */
+async function parses(path: string): Promise<boolean> {
+  return readJSON(path).then(
+    () => true,
+    () => false,
+  );
+}
+
+/**
+ * Finds the records every command reads (image records, tags, container
+ * states) that do not parse, and tags that name no image. With repair, a
+ * broken image record goes (its content is garbage for the next prune), the
+ * tags are kept where they parse and point somewhere, and a container
+ * whose state is unreadable is removed.
+ */
+async function checkRecords(store: Store, repair: boolean): Promise<Problem[]> {
+  const problems: Problem[] = [];
+  const found = (subject: string, message: string) => problems.push({ kind: 'record', subject, message, repaired: repair });
+
+  for (const name of await readdir(store.path('images')).catch(() => [] as string[])) {
+    if (!name.endsWith('.json') || (await parses(store.path('images', name)))) continue;
+    if (repair) {
+      await rm(store.path('images', name), { force: true });
+      await rm(store.path('images', `${name.slice(0, -5)}.cache`), { force: true });
+    }
+    found(`images/${name}`, 'not valid JSON');
+  }
+
+  const reposPath = store.path('repositories.json');
+  if (!(await parses(reposPath))) {
+    if (repair) await writeRepositories(store, {});
+    found('repositories.json', 'not valid JSON; repair drops every tag (images stay, untagged)');
+  } else {
+    const repos = await readRepositories(store);
+    const dangling: string[] = [];
+    for (const [tag, id] of Object.entries(repos)) {
+      const record = store.path('images', `${hexOf(id)}.json`);
+      if ((await lstat(record).catch(() => undefined)) !== undefined && (await parses(record))) continue;
+      dangling.push(tag);
+      found(`tag ${tag}`, `names image ${id}, which the store does not hold`);
+    }
+    if (repair && dangling.length > 0) {
+      for (const tag of dangling) delete repos[tag];
+      await writeRepositories(store, repos);
+    }
+  }
+
+  for (const id of await readdir(store.path('containers')).catch(() => [] as string[])) {
+    if (await parses(join(containerDir(store, id), 'state.json'))) continue;
+    if (repair) await removeRecursive(containerDir(store, id));
+    found(`container ${id}`, 'state.json is not valid JSON');
+  }
+  return problems;
+}

@@ -303,4 +303,28 @@ describe('minidock system and prune commands', { skip }, () => {
     assert.equal(r.code, 125);
     assert.equal(r.stderr, 'minidock: a container name or id cannot be empty\n');
   });
+
+  test('system check finds records that do not parse and tags naming no image; --repair clears them', async () => {
+    const fakeHex = createHash('sha256').update('no such image').digest('hex');
+    await writeFile(join(s.root, 'images', `${fakeHex}.json`), '{"id": "sha256:');
+    const repos = JSON.parse(await readFile(join(s.root, 'repositories.json'), 'utf8'));
+    await writeFile(join(s.root, 'repositories.json'), JSON.stringify({ ...repos, 'example.test/ghost:1': `sha256:${'0'.repeat(64)}` }));
+    const ghost = 'f'.repeat(64);
+    await mkdir(join(s.root, 'containers', ghost), { recursive: true });
+    await writeFile(join(s.root, 'containers', ghost, 'state.json'), 'garbage');
+    assert.equal((await cli(['ps', '-a'])).code, 125, 'a broken record stops ps');
+
+    const found = await cli(['system', 'check']);
+    assert.equal(found.code, 1, found.stderr);
+    assert.match(found.stdout, new RegExp(`^record images/${fakeHex}\\.json: not valid JSON$`, 'm'));
+    assert.match(found.stdout, /^record tag example\.test\/ghost:1: names image sha256:0{64}, which the store does not hold$/m);
+    assert.match(found.stdout, new RegExp(`^record container ${ghost}: state\\.json is not valid JSON$`, 'm'));
+
+    const repaired = await cli(['system', 'check', '--repair']);
+    assert.match(repaired.stdout, /\(repaired\)$/m);
+    assert.equal((await cli(['system', 'check'])).code, 0);
+    assert.equal((await cli(['ps', '-a'])).code, 0);
+    const tags = JSON.parse(await readFile(join(s.root, 'repositories.json'), 'utf8'));
+    assert.deepEqual(tags, repos, 'the good tags stay, the ghost goes');
+  });
 });
