@@ -8,10 +8,11 @@
  * map and resolved by name, never followed on disk). Nothing in it is
  * trusted: every blob is stored only after its digest matched, and every
  * layer is unpacked and checked against the config's diffIDs as a pulled
- * one is.
+ * one is. Extraction stops before an entry would leave the store's disk with
+ * less than 5% (at least 1 GiB) free.
  */
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, open, readFile, rm, stat } from 'node:fs/promises';
+import { mkdir, open, readFile, rm, stat, statfs } from 'node:fs/promises';
 import { dirname, join, posix } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -132,6 +133,14 @@ async function extractTar(input: Readable, dir: string, source: string): Promise
     const name = normalizeName(entry.header.name);
     const type = entry.header.type;
     if (name !== undefined && type === 'file') {
+      // An archive can hold any amount of data its manifest never names (a
+      // gzip of zeros is a thousand times smaller than its tar): stop
+      // before an entry would leave the store's disk nearly full.
+      const size = entry.header.size ?? 0;
+      const room = await roomIn(dir);
+      if (size > room) {
+        throw bad(source, `its entry ${JSON.stringify(name)} of ${size} bytes would fill the store's disk (room for ${Math.max(room, 0)})`);
+      }
       const path = join(dir, name);
       await mkdir(dirname(path), { recursive: true });
       await pipeline(entry, createWriteStream(path, { mode: 0o600 }));
@@ -145,6 +154,17 @@ async function extractTar(input: Readable, dir: string, source: string): Promise
   }
   await reading;
   return links;
+}
+
+/**
+ * Bytes that may still be written under dir: what its filesystem has free,
+ * less a reserve of 5% of its size (at least 1 GiB) kept for everything
+ * else on the machine.
+ */
+async function roomIn(dir: string): Promise<number> {
+  const fs = await statfs(dir);
+  const reserve = Math.max(1 << 30, Math.ceil(fs.blocks * fs.bsize * 0.05));
+  return fs.bavail * fs.bsize - reserve;
 }
 
 /** A layer file's descriptor, from its bytes: digest, size, compression from its magic. */

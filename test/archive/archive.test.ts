@@ -297,6 +297,26 @@ describe('minidock save and load', { skip }, () => {
     assert.deepEqual(await readdir(join(root, 'tmp')), []);
   });
 
+  test('load stops before an entry would fill the store\'s disk', async () => {
+    // A tar whose one entry says it holds 1 PiB (size in base-256, as GNU tar
+    // writes sizes past 8 GiB): refused at its header, before any data.
+    const tar = await makeTar([{ name: 'bomb.bin', content: 'x' }]);
+    const header = tar.subarray(0, 512);
+    header.fill(0, 124, 136);
+    header[124] = 0x80;
+    header.writeBigUInt64BE(2n ** 50n, 128);
+    header.fill(0x20, 148, 156);
+    const sum = header.reduce((a, b) => a + b, 0);
+    header.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148, 'latin1');
+    const bomb = join(work, 'bomb.tar');
+    await writeFile(bomb, tar);
+    const root = await freshStore();
+    const r = await cli(['load', '-i', bomb], root);
+    assert.equal(r.code, 125);
+    assert.match(r.stderr, /^minidock: load .*bomb\.tar: its entry "bomb\.bin" of 1125899906842624 bytes would fill the store's disk \(room for \d+\)\n$/);
+    assert.deepEqual(await readdir(join(root, 'tmp')), []);
+  });
+
   test('load refuses what is not an image archive, in one line', async () => {
     await writeFile(join(work, 'notes.txt'), 'not an image\n');
     const junk = join(work, 'junk.tar');
