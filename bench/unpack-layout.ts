@@ -28,7 +28,8 @@ async function main(): Promise<void> {
   const tag = spec.slice(colon + 1);
 
   const index = JSON.parse(await readFile(join(layout, 'index.json'), 'utf8')) as ImageIndex;
-  const entry = index.manifests.find((d) => d.annotations?.['org.opencontainers.image.ref.name'] === tag);
+  const refName = 'org.opencontainers.image.ref.name';
+  const entry = index.manifests.find((d) => d.annotations?.[refName] === tag);
   if (entry === undefined) throw new Error(`no tag ${tag} in ${layout}`);
   const manifest = await readBlob<ImageManifest>(layout, entry.digest);
   const config = await readBlob<{ rootfs: { diff_ids: Digest[] } }>(layout, manifest.config.digest);

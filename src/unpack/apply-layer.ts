@@ -111,7 +111,8 @@ export async function applyLayer(
   // still count for the diffID, which the caller computes over all of them.
   if (tap.trailing.nonZero) {
     const n = tap.trailing.bytes;
-    options.logger?.warn(`apply layer ${dir}: ignore ${n} bytes of trailing data after the tar's end`);
+    const what = `${n} bytes of trailing data after the tar's end`;
+    options.logger?.warn(`apply layer ${dir}: ignore ${what}`);
   }
   options.logger?.debug(`apply layer ${dir}: ${stats.entries} entries, ${stats.bytes} bytes`);
   return stats;
@@ -370,7 +371,8 @@ class LayerApplier {
       return;
     }
     if (this.#underOpaque(parentRel)) {
-      this.#logger.debug(`apply layer entry ${JSON.stringify(entryName)}: under an opaque directory`);
+      const where = JSON.stringify(entryName);
+      this.#logger.debug(`apply layer entry ${where}: under an opaque directory`);
       return;
     }
 

@@ -281,7 +281,8 @@ export class PaxTap extends Transform {
     const block = this.#extBlock;
     // As for PAX 1.0 maps (see sparse.ts): at most 1 MiB of map.
     if (++ext.blocks > maxExtBlocks) {
-      throw new MinidockError('ERR_BAD_LAYER', 'read layer tar: a GNU sparse map larger than 1 MiB');
+      const why = 'read layer tar: a GNU sparse map larger than 1 MiB';
+      throw new MinidockError('ERR_BAD_LAYER', why);
     }
     // 21 entries of 24 bytes, then the "isextended" flag.
     readSparseEntries(block, 0, 21, ext.entry.sparse!.segments);

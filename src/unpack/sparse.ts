@@ -89,7 +89,8 @@ function realSizeOf(pax: Record<string, string>): number {
 function withCount(segments: Array<[number, number]>, pax: Record<string, string>) {
   const count = pax['GNU.sparse.numblocks'];
   if (count !== undefined && number(count, 'GNU.sparse.numblocks') !== segments.length) {
-    throw new BadSparseError(`GNU.sparse.numblocks ${count} does not match the map's ${segments.length} segments`);
+    const why = `does not match the map's ${segments.length} segments`;
+    throw new BadSparseError(`GNU.sparse.numblocks ${count} ${why}`);
   }
   return segments;
 }
@@ -121,7 +122,8 @@ function checked<T extends SparseMap>(spec: T): T {
   let end = 0;
   for (const [offset, length] of spec.segments) {
     if (offset < end || offset + length > spec.realSize) {
-      throw new BadSparseError(`sparse segment ${offset}+${length} is out of order or past the file's end`);
+      const why = "is out of order or past the file's end";
+      throw new BadSparseError(`sparse segment ${offset}+${length} ${why}`);
     }
     end = offset + length;
   }
