@@ -297,6 +297,17 @@ function report(err: unknown, debug: boolean): number {
     const code = (err as { exitCode?: number }).exitCode;
     return typeof code === 'number' ? code : exitStatus.ownError;
   }
+  // A system call refused (a store minidock may not write, a full disk):
+  // one line, as for minidock's own errors; the stack only with --debug.
+  const sys = err as NodeJS.ErrnoException;
+  if (err instanceof Error && typeof sys.syscall === 'string' && typeof sys.code === 'string') {
+    process.stderr.write(`minidock: ${err.message}\n`);
+    if ((sys.code === 'EACCES' || sys.code === 'EPERM') && process.getuid?.() !== 0) {
+      process.stderr.write('hint: minidock needs root (namespaces, mounts, cgroups and file owners)\n');
+    }
+    if (debug && err.stack) process.stderr.write(`${err.stack}\n`);
+    return exitStatus.ownError;
+  }
   process.stderr.write(`minidock: [internal error] ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
   return exitStatus.ownError;
 }
