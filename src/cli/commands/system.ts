@@ -232,6 +232,9 @@ export async function systemCheckCommand(ctx: Context, flags: { repair?: boolean
   const hint = flags.repair
     ? 'pull the images named above again to restore what was removed'
     : 'run minidock system check --repair to remove what is wrong, then pull again';
-  process.stderr.write(`minidock: ${left.length} problem${left.length === 1 ? '' : 's'} found\nhint: ${hint}\n`);
+  const count = (n: number) => `${n} problem${n === 1 ? '' : 's'}`;
+  const repaired = problems.length - left.length;
+  const what = repaired > 0 ? `${count(repaired)} repaired, ${count(left.length)} left` : `${count(left.length)} found`;
+  process.stderr.write(`minidock: ${what}\nhint: ${hint}\n`);
   return 1;
 }
