@@ -260,7 +260,7 @@ export class RegistryClient {
     if (res.statusCode !== 200) {
       const err = await responseError('GET', url, res);
       if (res.statusCode === 404) {
-        throw new NotFoundError(`pull ${what}: manifest unknown`, {
+        throw new NotFoundError(`resolve ${what}: manifest unknown`, {
           cause: err,
           hint: 'check the image name and tag; the registry has no manifest for them',
         });

@@ -508,7 +508,7 @@ describe('RegistryClient retries and errors', () => {
     await rejectsWith<NotFoundError>(client().fetchManifest(ref, 'latest'), (err) => {
       assert.ok(err instanceof NotFoundError);
       assert.equal(err.code, 'ERR_NOT_FOUND');
-      assert.equal(err.message, `pull ${registry.host}/library/x:latest: manifest unknown`);
+      assert.equal(err.message, `resolve ${registry.host}/library/x:latest: manifest unknown`);
       assert.match(err.hint ?? '', /check the image name and tag/);
       const cause = err.cause as RegistryError;
       assert.ok(cause instanceof RegistryError);

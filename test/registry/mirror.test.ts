@@ -71,7 +71,7 @@ describe('registry-mirrors for docker.io', { skip }, () => {
     assert.deepEqual(warnings.map((w) => w.replace(/:\d+/g, ':PORT')), [
       `warn 127.0.0.1:PORT answered 503 Service Unavailable, retrying in 0.01s`,
       `warn mirror 127.0.0.1:PORT: GET http://127.0.0.1:PORT/v2/library/busybox/manifests/latest: 503 Service Unavailable: mirror down; pulling from docker.io instead`,
-      `warn mirror 127.0.0.1:PORT: pull docker.io/library/busybox:latest: manifest unknown; pulling from docker.io instead`,
+      `warn mirror 127.0.0.1:PORT: resolve docker.io/library/busybox:latest: manifest unknown; pulling from docker.io instead`,
     ]);
   });
 
