@@ -226,6 +226,9 @@ async function readDockerArchive(files: ArchiveFiles): Promise<ArchiveImage[]> {
     if (typeof e?.Config !== 'string' || !Array.isArray(e.Layers)) {
       throw bad(files.source, 'a manifest.json entry lacks Config or Layers');
     }
+    if (!e.Layers.every((l) => typeof l === 'string')) {
+      throw bad(files.source, 'a manifest.json entry lists a layer that is not a file name');
+    }
     const rawConfig = await files.read(e.Config);
     const config = parseImageConfig(rawConfig);
     const layerPaths = e.Layers.map((l) => files.resolve(String(l)));
@@ -248,7 +251,7 @@ async function readDockerArchive(files: ArchiveFiles): Promise<ArchiveImage[]> {
       rawConfig,
       config,
       layerPaths,
-      tags: (e.RepoTags ?? []).map((t) => tagKey(String(t))).filter((t): t is string => t !== undefined),
+      tags: [...new Set((e.RepoTags ?? []).map((t) => tagKey(String(t))).filter((t): t is string => t !== undefined))],
     });
   }
   return images;
@@ -362,6 +365,7 @@ export async function loadArchive(
             'save the image with docker save, podman save or skopeo copy',
           );
         }
+        if (images.length === 0) throw bad(source, 'the archive holds no image');
         const loaded: LoadedImage[] = [];
         for (const image of images) loaded.push(await storeImage(store, image, source, options));
         return loaded;

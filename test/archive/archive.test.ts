@@ -324,6 +324,15 @@ describe('minidock save and load', { skip }, () => {
     const r = await cli(['load', '-i', junk], await freshStore());
     assert.equal(r.code, 125);
     assert.match(r.stderr, /^minidock: load .*junk\.tar: neither manifest\.json \(Docker archive\) nor index\.json and oci-layout \(OCI layout\) found\nhint: /);
+    for (const [manifest, why] of [
+      ['[]', 'the archive holds no image'],
+      ['[{"Config": "c.json", "Layers": [{"x": 1}]}]', 'a manifest.json entry lists a layer that is not a file name'],
+    ]) {
+      const odd = await makeTar([{ name: 'manifest.json', content: manifest! }]);
+      const r2 = await runCli(['load'], { root: await freshStore(), input: odd });
+      assert.equal(r2.code, 125);
+      assert.equal(r2.stderr, `minidock: load stdin: ${why}\n`);
+    }
     const missing = await cli(['load', '-i', join(work, 'nope.tar')]);
     assert.equal(missing.code, 125);
     assert.match(missing.stderr, /^minidock: load ".*nope\.tar": no such file or directory\n$/);
