@@ -26,7 +26,7 @@
  * - A remote layer listing reports entries before the blob's digest can be
  *   checked; a mismatch fails the command at the end.
  */
-export { walkLayer, splitPath, keyOf, type EntryKind, type LayerEntry, type WalkOptions } from './walk.js';
+export { walkLayer, splitPath, keyOf, type EntryFacts, type EntryKind, type LayerEntry, type WalkOptions } from './walk.js';
 export { mergeWalks, View, within, type Row, type Visible } from './merge.js';
 export { layerChanges, mergedEntries, viewChanges, type Change, type ChangeOp, type DeletedBy } from './changes.js';
 export { measureEfficiency, type Efficiency, type EfficiencyOptions, type Offender } from './efficiency.js';

@@ -21,7 +21,7 @@ import {
 import type { Reference } from '../reference.js';
 import type { RegistryClient } from '../registry/index.js';
 import { decompressor, TarTailStream } from '../unpack/index.js';
-import type { EntryKind } from './walk.js';
+import type { EntryFacts } from './walk.js';
 
 /** What a registry says of an image, read whole (manifests and config only). */
 export interface RemoteImage {
@@ -74,19 +74,9 @@ export async function fetchRemoteImage(client: RegistryClient, ref: Reference, p
 }
 
 /** One entry of a layer tar, as the tar states it. */
-export interface TarListing {
+export interface TarListing extends EntryFacts {
   /** "A" for what the layer writes (without the layers below, added and changed cannot be told apart), "D" for a deletion. */
   op: 'A' | 'D';
-  path: string;
-  kind: EntryKind;
-  mode: number;
-  uid: number;
-  gid: number;
-  size: number;
-  mtime: number;
-  target?: string;
-  linkTo?: string;
-  device?: { major: number; minor: number };
   /** For D: a whiteout of this path, or an opaque marker (everything the lower layers hold below this directory). */
   deletedBy?: 'whiteout' | 'opaque';
 }

@@ -14,13 +14,10 @@ import { MinidockError } from '../errors.js';
 export type EntryKind = 'file' | 'dir' | 'symlink' | 'char' | 'block' | 'fifo' | 'socket' | 'whiteout';
 
 /** One name in a layer directory, as lstat and the overlay xattrs describe it. */
-export interface LayerEntry {
+/** What a listing shows of one name, whether read from a layer directory or a tar. */
+export interface EntryFacts {
   /** Path inside the image, without a leading slash ("etc/passwd"). */
   path: string;
-  /** The path's components joined by NUL: the sort key every walk and merge uses. */
-  key: string;
-  /** Number of components: 1 for a name in the root. */
-  depth: number;
   kind: EntryKind;
   /** Permission bits, set-id and sticky bits (mode & 07777). */
   mode: number;
@@ -28,12 +25,6 @@ export interface LayerEntry {
   gid: number;
   /** Content bytes of a regular file; 0 for anything else. */
   size: number;
-  /**
-   * Bytes this name stores in the layer: its size for a regular file, but 0
-   * for the second and later names of a hard-link group (the content is
-   * stored once, as a tar stores it once).
-   */
-  bytes: number;
   /** Modification time, in milliseconds since the epoch. */
   mtime: number;
   /** Target of a symlink. */
@@ -42,6 +33,19 @@ export interface LayerEntry {
   linkTo?: string;
   /** Device numbers of a character or block device. */
   device?: { major: number; minor: number };
+}
+
+export interface LayerEntry extends EntryFacts {
+  /** The path's components joined by NUL: the sort key every walk and merge uses. */
+  key: string;
+  /** Number of components: 1 for a name in the root. */
+  depth: number;
+  /**
+   * Bytes this name stores in the layer: its size for a regular file, but 0
+   * for the second and later names of a hard-link group (the content is
+   * stored once, as a tar stores it once).
+   */
+  bytes: number;
   /** A directory carrying overlay's opaque mark: nothing below it shows through. */
   opaque?: boolean;
   /** A directory that holds at least one name in this layer (unknown below a walk's maxDepth). */

@@ -10,7 +10,7 @@ import { parseReference, type Reference } from '../../reference.js';
 import { CredentialStore, RegistryClient } from '../../registry/index.js';
 import { registryOptions, type Context } from '../context.js';
 import { humanSize, printable, table } from '../output.js';
-import { changeLine, entryJSON, out, schemaVersion } from './inspect-target.js';
+import { changeLine, entryJSON, out, runConfigJSON, schemaVersion } from './inspect-target.js';
 
 function client(ctx: Context): RegistryClient {
   const credentials = new CredentialStore({ configPath: ctx.dockerConfigPath, env: process.env, logger: ctx.logger });
@@ -53,12 +53,7 @@ export async function inspectRemote(
         platform: { os: img.config.os, architecture: img.config.architecture, ...(img.config.variant ? { variant: img.config.variant } : {}) },
         size: layers.reduce((s, l) => s + l.size, 0),
         layers,
-        labels: cc.Labels ?? {},
-        entrypoint: cc.Entrypoint ?? null,
-        cmd: cc.Cmd ?? null,
-        env: cc.Env ?? [],
-        workingDir: cc.WorkingDir ?? '',
-        user: cc.User ?? '',
+        ...runConfigJSON(img.config),
       };
       out(`${JSON.stringify(json, null, 2)}\n`);
       return;

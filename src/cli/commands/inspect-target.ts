@@ -5,7 +5,8 @@
  */
 import { existsSync } from 'node:fs';
 import { MinidockError, NotFoundError } from '../../errors.js';
-import type { LayerEntry } from '../../inspect/index.js';
+import type { EntryFacts, LayerEntry, LayerInfo } from '../../inspect/index.js';
+import type { ImageConfig } from '../../image/index.js';
 import { parseReference } from '../../reference.js';
 import {
   containerDir,
@@ -137,20 +138,33 @@ export function entrySuffix(e: { target?: string; linkTo?: string; device?: { ma
   return '';
 }
 
+/** A stored layer, as inspect's and layers' JSON show it. */
+export function layerJSON(l: LayerInfo): Record<string, unknown> {
+  return {
+    index: l.index,
+    digest: l.digest,
+    diffID: l.diffID,
+    mediaType: l.mediaType,
+    size: l.size,
+    unpackedSize: l.unpackedSize ?? null,
+  };
+}
+
+/** What an image runs, as inspect's JSON shows it (local and --remote alike). */
+export function runConfigJSON(config: ImageConfig): Record<string, unknown> {
+  const cc = config.config ?? {};
+  return {
+    labels: cc.Labels ?? {},
+    entrypoint: cc.Entrypoint ?? null,
+    cmd: cc.Cmd ?? null,
+    env: cc.Env ?? [],
+    workingDir: cc.WorkingDir ?? '',
+    user: cc.User ?? '',
+  };
+}
+
 /** The JSON form of an entry, shared by every command that lists entries. */
-export function entryJSON(e: {
-  path: string;
-  kind: LayerEntry['kind'];
-  mode: number;
-  uid: number;
-  gid: number;
-  size: number;
-  mtime: number;
-  target?: string;
-  linkTo?: string;
-  device?: { major: number; minor: number };
-  opaque?: boolean;
-}): Record<string, unknown> {
+export function entryJSON(e: EntryFacts & { opaque?: boolean }): Record<string, unknown> {
   return {
     path: `/${e.path}`,
     type: e.kind,
@@ -180,17 +194,8 @@ export function out(text: string): void {
 }
 
 /** What a change line shows: an entry, with its op and, for a deletion, why and what went. */
-export interface ChangeLike {
+export interface ChangeLike extends Omit<EntryFacts, 'mtime'> {
   op: string;
-  path: string;
-  kind: LayerEntry['kind'];
-  mode: number;
-  uid: number;
-  gid: number;
-  size: number;
-  target?: string;
-  linkTo?: string;
-  device?: { major: number; minor: number };
   opaque?: boolean;
   deletedBy?: 'whiteout' | 'opaque';
   removed?: { entries: number; bytes: number };

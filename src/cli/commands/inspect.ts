@@ -16,7 +16,7 @@ import type { ContainerRecord } from '../../store/index.js';
 import type { Context } from '../context.js';
 import { ago, humanSize, printable, table } from '../output.js';
 import { liveStatus } from './containers.js';
-import { findImage, findTarget, out, parseFormat, schemaVersion } from './inspect-target.js';
+import { findImage, findTarget, layerJSON, out, parseFormat, runConfigJSON, schemaVersion } from './inspect-target.js';
 import { platformFlag } from './pull.js';
 
 /** The flags of `inspect`, as commander gives them. */
@@ -106,21 +106,8 @@ function imageJSON(info: ImageInfo, efficiency: Efficiency | undefined): Record<
     created: info.config.created ?? null,
     author: info.config.author ?? null,
     size: info.layers.reduce((s, l) => s + (l.unpackedSize ?? 0), 0),
-    layers: info.layers.map((l) => ({
-      index: l.index,
-      digest: l.digest,
-      diffID: l.diffID,
-      mediaType: l.mediaType,
-      size: l.size,
-      unpackedSize: l.unpackedSize ?? null,
-      entries: l.entries ?? null,
-    })),
-    labels: cc.Labels ?? {},
-    entrypoint: cc.Entrypoint ?? null,
-    cmd: cc.Cmd ?? null,
-    env: cc.Env ?? [],
-    workingDir: cc.WorkingDir ?? '',
-    user: cc.User ?? '',
+    layers: info.layers.map((l) => ({ ...layerJSON(l), entries: l.entries ?? null })),
+    ...runConfigJSON(info.config),
     exposedPorts: Object.keys(cc.ExposedPorts ?? {}),
     volumes: Object.keys(cc.Volumes ?? {}),
     stopSignal: cc.StopSignal ?? null,

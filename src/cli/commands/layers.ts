@@ -14,7 +14,7 @@ import {
 } from '../../inspect/index.js';
 import type { Context } from '../context.js';
 import { humanSize, printable } from '../output.js';
-import { changeLine, entryJSON, findFilesTarget, findImage, imageLayers, out, parseFormat, schemaVersion, type Target } from './inspect-target.js';
+import { changeLine, entryJSON, findFilesTarget, findImage, imageLayers, layerJSON, out, parseFormat, schemaVersion, type Target } from './inspect-target.js';
 import { platformFlag } from './pull.js';
 
 /** The flags of `layers`. */
@@ -72,15 +72,7 @@ export async function layersCommand(ctx: Context, name: string, which: string | 
   if (format === 'json') {
     out(`{"schemaVersion":${schemaVersion},"image":${JSON.stringify(rec.id)},"layers":[\n`);
     chosen.forEach((l, i) => {
-      const head = {
-        index: l.index,
-        digest: l.digest,
-        diffID: l.diffID,
-        mediaType: l.mediaType,
-        size: l.size,
-        unpackedSize: l.unpackedSize ?? null,
-        createdBy: createdBy.get(l.index) ?? null,
-      };
+      const head = { ...layerJSON(l), createdBy: createdBy.get(l.index) ?? null };
       out(`${i === 0 ? '' : ',\n'}${JSON.stringify(head).slice(0, -1)},"changes":[\n`);
       writeJSONChanges(layerChanges(dirs.slice(0, l.index - 1), dirs[l.index - 1]!, { under }));
       out('\n]}');
